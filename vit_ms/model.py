@@ -1,0 +1,275 @@
+"""The Vision Transformer (ViT) as MindSpore Cells, one Cell per box of the paper's diagram.
+
+    image [B,C,H,W] -> PatchEmbed -> [B,N,D] -> prepend class token -> [B,1+N,D] -> + position embedding
+      -> Block x depth (LayerNorm -> Attention -> DropPath -> +, LayerNorm -> Mlp -> DropPath -> +)
+      -> LayerNorm -> class token (or mean of patch tokens) -> [pre-logits Dense+tanh] -> head -> logits
+
+Parameter names follow timm/mindcv (``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``blocks.{i}.attn.qkv``,
+...), so published weights map onto this model one to one.
+"""
+import math
+
+import numpy as np
+
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.initializer import Normal, TruncatedNormal, initializer
+
+
+def _check_rate(name, value):
+    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+
+
+class PatchEmbed(nn.Cell):
+    """Cut the image into patch_size x patch_size patches and project each to a D-vector.
+
+    A convolution with kernel = stride = patch_size is exactly "flatten each patch, then one Linear".
+    """
+
+    def __init__(self, image_size=224, patch_size=16, in_chans=3, embed_dim=768):
+        super().__init__()
+        if image_size % patch_size != 0:
+            raise ValueError(f"image_size must be divisible by patch_size, got image_size={image_size}, "
+                             f"patch_size={patch_size}")
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.in_chans = in_chans
+        self.grid_size = (image_size // patch_size, image_size // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size,
+                              pad_mode="valid", has_bias=True)
+
+    def construct(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"expected a 4-D image batch [B, C, H, W], got a {x.ndim}-D tensor of shape {x.shape}")
+        if x.shape[1] != self.in_chans:
+            raise ValueError(f"expected {self.in_chans} input channels (shape [B, {self.in_chans}, H, W]), "
+                             f"got {x.shape[1]} (input shape {x.shape})")
+        if x.shape[2] % self.patch_size != 0 or x.shape[3] % self.patch_size != 0:
+            raise ValueError(f"image height and width must be divisible by the patch size {self.patch_size}, "
+                             f"got {x.shape[2]}x{x.shape[3]}")
+        if x.shape[2] != self.image_size or x.shape[3] != self.image_size:
+            raise ValueError(f"this model's position embedding is built for {self.image_size}x{self.image_size} "
+                             f"images, got {x.shape[2]}x{x.shape[3]}; create the model with "
+                             f"image_size={x.shape[2]} (position embeddings are resampled when loading weights) "
+                             f"or resize the input")
+        x = self.proj(x)                                   # [B, D, gh, gw]
+        x = x.reshape(x.shape[0], x.shape[1], -1)          # [B, D, N]
+        return x.transpose(0, 2, 1)                        # [B, N, D]
+
+
+class Attention(nn.Cell):
+    """Multi-head self-attention with one fused qkv projection."""
+
+    def __init__(self, dim, num_heads=12, attn_drop=0.0, proj_drop=0.0):
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"embed_dim must be divisible by num_heads, got embed_dim={dim}, num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.qkv = nn.Dense(dim, dim * 3, has_bias=True)
+        self.attn_drop = nn.Dropout(p=attn_drop)
+        self.proj = nn.Dense(dim, dim, has_bias=True)
+        self.proj_drop = nn.Dropout(p=proj_drop)
+
+    def attention_probs(self, x):
+        """Softmax attention weights [B, heads, T, T] and values [B, heads, T, head_dim]."""
+        b, t, d = x.shape
+        qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]                   # each [B, heads, T, head_dim]
+        scores = ops.matmul(q * self.scale, k.swapaxes(-1, -2))
+        # softmax in float32 even under mixed precision: fp16 exp overflows on large scores
+        probs = ops.softmax(scores.astype(ms.float32), axis=-1).astype(v.dtype)
+        return probs, v
+
+    def construct(self, x):
+        b, t, d = x.shape
+        probs, v = self.attention_probs(x)
+        out = ops.matmul(self.attn_drop(probs), v)         # [B, heads, T, head_dim]
+        out = out.transpose(0, 2, 1, 3).reshape(b, t, d)   # heads merged back: [B, T, D]
+        return self.proj_drop(self.proj(out))
+
+
+class Mlp(nn.Cell):
+    """Dense(D, 4D) -> GELU -> Dropout -> Dense(4D, D) -> Dropout."""
+
+    def __init__(self, dim, hidden_dim, drop=0.0, gelu_approximate=False):
+        super().__init__()
+        self.fc1 = nn.Dense(dim, hidden_dim, has_bias=True)
+        self.act = nn.GELU(approximate=gelu_approximate)
+        self.drop1 = nn.Dropout(p=drop)
+        self.fc2 = nn.Dense(hidden_dim, dim, has_bias=True)
+        self.drop2 = nn.Dropout(p=drop)
+
+    def construct(self, x):
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+
+
+class DropPath(nn.Cell):
+    """Stochastic depth: in training, zero the whole residual branch for a random subset of samples.
+
+    Kept samples are scaled by 1/keep so the expected output is unchanged; identity in eval.
+    """
+
+    def __init__(self, drop_prob=0.0):
+        super().__init__()
+        _check_rate("drop_path_rate", drop_prob)
+        self.drop_prob = float(drop_prob)
+        # Dropout on a [B, 1, 1] tensor of ones draws one keep/drop per sample and rescales by 1/keep.
+        self.dropout = nn.Dropout(p=self.drop_prob)
+
+    def construct(self, x):
+        if not self.training or self.drop_prob == 0.0:
+            return x
+        mask = self.dropout(ops.ones((x.shape[0],) + (1,) * (x.ndim - 1), x.dtype))
+        return x * mask
+
+
+class Block(nn.Cell):
+    """Encoder block (pre-norm): x + DropPath(Attention(LN(x))), then x + DropPath(Mlp(LN(x)))."""
+
+    def __init__(self, dim, num_heads, mlp_ratio=4.0, drop=0.0, attn_drop=0.0, drop_path=0.0,
+                 norm_eps=1e-6, gelu_approximate=False):
+        super().__init__()
+        self.norm1 = nn.LayerNorm((dim,), epsilon=norm_eps)
+        self.attn = Attention(dim, num_heads, attn_drop=attn_drop, proj_drop=drop)
+        self.drop_path1 = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm((dim,), epsilon=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop, gelu_approximate=gelu_approximate)
+        self.drop_path2 = DropPath(drop_path)
+
+    def construct(self, x):
+        x = x + self.drop_path1(self.attn(self.norm1(x)))
+        x = x + self.drop_path2(self.mlp(self.norm2(x)))
+        return x
+
+
+class VisionTransformer(nn.Cell):
+    """ViT. The constructor arguments are the whole configuration (see ``vit_ms.factory`` for the named sizes).
+
+    Initialisation follows timm: trunc-normal(0.02) for the position embedding and every Dense weight (head
+    included), zero biases; the class token starts at normal(1e-6), i.e. almost zero, so it begins as a neutral
+    query token; the patch projection uses LeCun-normal (trunc-normal with std sqrt(1/fan_in)), as Google's
+    original implementation does, because it is a Dense layer over the flattened patch.
+    """
+
+    def __init__(self, image_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=768, depth=12,
+                 num_heads=12, mlp_ratio=4.0, drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0,
+                 global_pool="token", representation_size=None, norm_eps=1e-6, gelu_approximate=False,
+                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+        super().__init__()
+        for name, value in (("image_size", image_size), ("patch_size", patch_size), ("in_chans", in_chans),
+                            ("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be an integer >= 0 (0 = features only), got {num_classes!r}")
+        for name, value in (("drop_rate", drop_rate), ("attn_drop_rate", attn_drop_rate),
+                            ("drop_path_rate", drop_path_rate)):
+            _check_rate(name, value)
+        if global_pool not in ("token", "avg"):
+            raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"embed_dim must be divisible by num_heads, got embed_dim={embed_dim}, "
+                             f"num_heads={num_heads}")
+        if representation_size is not None and (not isinstance(representation_size, int)
+                                                or representation_size <= 0):
+            raise ValueError(f"representation_size must be a positive integer or None, got {representation_size!r}")
+        self.num_classes = num_classes
+        self.embed_dim = self.num_features = embed_dim
+        self.global_pool = global_pool
+        self.norm_eps = norm_eps
+        self.gelu_approximate = gelu_approximate
+        # the input normalisation that goes with the weights (eval, predict and notebooks read it from here)
+        self.mean, self.std = tuple(mean), tuple(std)
+
+        self.patch_embed = PatchEmbed(image_size, patch_size, in_chans, embed_dim)
+        num_patches = self.patch_embed.num_patches
+        self.cls_token = Parameter(initializer(Normal(1e-6), (1, 1, embed_dim), ms.float32), name="cls_token")
+        self.pos_embed = Parameter(initializer(TruncatedNormal(0.02), (1, num_patches + 1, embed_dim), ms.float32),
+                                   name="pos_embed")
+        self.pos_drop = nn.Dropout(p=drop_rate)
+        rates = np.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth rises linearly with depth
+        self.blocks = nn.CellList([
+            Block(embed_dim, num_heads, mlp_ratio, drop_rate, attn_drop_rate, rates[i], norm_eps, gelu_approximate)
+            for i in range(depth)])
+        self.norm = nn.LayerNorm((embed_dim,), epsilon=norm_eps)
+        if representation_size:
+            # the original pre-training head: Dense + tanh before the classifier
+            self.pre_logits = nn.SequentialCell([nn.Dense(embed_dim, representation_size), nn.Tanh()])
+            self.num_features = representation_size
+        else:
+            self.pre_logits = nn.Identity()
+        self.head_drop = nn.Dropout(p=drop_rate)
+        self.head = nn.Dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    @property
+    def image_size(self):
+        return self.patch_embed.image_size
+
+    @property
+    def patch_size(self):
+        return self.patch_embed.patch_size
+
+    @property
+    def grid_size(self):
+        return self.patch_embed.grid_size
+
+    def _init_weights(self):
+        for _, cell in self.cells_and_names():
+            if isinstance(cell, nn.Dense):
+                cell.weight.set_data(initializer(TruncatedNormal(0.02), cell.weight.shape, cell.weight.dtype))
+                cell.bias.set_data(initializer("zeros", cell.bias.shape, cell.bias.dtype))
+        proj = self.patch_embed.proj
+        fan_in = proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1]
+        proj.weight.set_data(initializer(TruncatedNormal(math.sqrt(1.0 / fan_in)), proj.weight.shape))
+        proj.bias.set_data(initializer("zeros", proj.bias.shape))
+
+    def no_weight_decay(self):
+        """Names of parameters trained without weight decay: norms, biases, class token, position embedding."""
+        return [p.name for p in self.trainable_params()
+                if p.ndim <= 1 or p.name in ("cls_token", "pos_embed") or p.name.endswith((".gamma", ".beta"))]
+
+    def embed(self, x):
+        """Patch embedding + class token + position embedding: [B,C,H,W] -> [B,1+N,D]."""
+        x = self.patch_embed(x)
+        cls = ops.broadcast_to(self.cls_token.astype(x.dtype), (x.shape[0], 1, x.shape[2]))
+        x = ops.concat((cls, x), axis=1)
+        return self.pos_drop(x + self.pos_embed.astype(x.dtype))
+
+    def forward_features(self, x):
+        """Normalised tokens [B, 1+N, D] after the encoder and the final LayerNorm."""
+        x = self.embed(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward_head(self, x):
+        x = x[:, 1:].mean(axis=1) if self.global_pool == "avg" else x[:, 0]
+        x = self.pre_logits(x)
+        return self.head(self.head_drop(x))
+
+    def construct(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    def attention_maps(self, x):
+        """Every block's attention weights, a list of depth tensors [B, heads, T, T] (eval mode, PyNative).
+
+        A separate pass so the normal forward pays nothing for it.
+        """
+        x = self.embed(x)
+        maps = []
+        for block in self.blocks:
+            probs, _ = block.attn.attention_probs(block.norm1(x))
+            maps.append(probs)
+            x = block(x)
+        return maps
+
+
+def count_params(cell, trainable=True):
+    """Number of (trainable) parameters of a Cell."""
+    params = cell.trainable_params() if trainable else cell.get_parameters()
+    return int(sum(int(np.prod(p.shape)) for p in params))

@@ -1,0 +1,78 @@
+"""Position-embedding tools: cosine-similarity maps (the paper's Figure 7), resampling, fixed 2-D sin-cos."""
+import numpy as np
+
+
+def _patch_embeddings(model_or_array):
+    """[N, D] patch position embeddings (class token dropped) and the grid (gh, gw)."""
+    if hasattr(model_or_array, "pos_embed"):
+        grid = tuple(model_or_array.grid_size)
+        pe = model_or_array.pos_embed.asnumpy()
+    else:
+        pe = model_or_array.asnumpy() if hasattr(model_or_array, "asnumpy") else np.asarray(model_or_array)
+        grid = None
+    pe = np.asarray(pe, dtype=np.float64)
+    if pe.ndim == 3:
+        if pe.shape[0] != 1:
+            raise ValueError(f"expected a position embedding [1, 1+N, D], got shape {pe.shape}")
+        pe = pe[0]
+    if pe.ndim != 2:
+        raise ValueError(f"expected a position embedding of shape [1, 1+N, D], [1+N, D] or a model, got {pe.shape}")
+    side = int(round(np.sqrt(pe.shape[0] - 1)))
+    if grid is None:
+        if side * side == pe.shape[0] - 1:
+            pe = pe[1:]  # class token + square grid
+        else:
+            side = int(round(np.sqrt(pe.shape[0])))
+            if side * side != pe.shape[0]:
+                raise ValueError(f"cannot infer a square patch grid from {pe.shape[0]} position embeddings "
+                                 f"(expected 1+N or N with N a square number)")
+        grid = (side, side)
+    else:
+        pe = pe[1:]
+    return pe, grid
+
+
+def pos_embed_similarity(model_or_array):
+    """Cosine similarity between patch position embeddings, as an array [gh, gw, gh, gw].
+
+    ``sim[i, j]`` is the map of how similar patch (i, j)'s embedding is to every other patch's.
+    Accepts a model with ``pos_embed``, or an array [1, 1+N, D], [1+N, D] (class token first) or [N, D].
+    """
+    pe, (gh, gw) = _patch_embeddings(model_or_array)
+    unit = pe / np.maximum(np.linalg.norm(pe, axis=-1, keepdims=True), 1e-12)
+    return (unit @ unit.T).reshape(gh, gw, gh, gw)
+
+
+def resample_pos_embed(pos_embed, new_grid, num_prefix_tokens=1):
+    """Resize the patch part of a position embedding [1, prefix+gh*gw, D] to ``new_grid`` by bicubic
+    interpolation in 2-D; the class token's embedding is kept as it is. Returns a float32 NumPy array."""
+    pe = pos_embed.asnumpy() if hasattr(pos_embed, "asnumpy") else np.asarray(pos_embed)
+    if pe.ndim != 3 or pe.shape[0] != 1:
+        raise ValueError(f"expected a position embedding [1, T, D], got shape {pe.shape}")
+    new_grid = (new_grid, new_grid) if isinstance(new_grid, int) else tuple(new_grid)
+    prefix, patches = pe[:, :num_prefix_tokens], pe[0, num_prefix_tokens:]
+    side = int(round(np.sqrt(patches.shape[0])))
+    if side * side != patches.shape[0]:
+        raise ValueError(f"the patch part of the position embedding ({patches.shape[0]} tokens) is not a square grid")
+    if (side, side) == new_grid:
+        return pe.astype(np.float32)
+    from PIL import Image  # bicubic resize per channel, the same interpolation timm uses
+    channels = [np.asarray(Image.fromarray(patches[:, c].reshape(side, side).astype(np.float32), mode="F")
+                           .resize((new_grid[1], new_grid[0]), Image.BICUBIC)) for c in range(pe.shape[-1])]
+    resized = np.stack(channels, axis=-1).reshape(1, -1, pe.shape[-1])
+    return np.concatenate([prefix, resized], axis=1).astype(np.float32)
+
+
+def sincos_2d_pos_embed(dim, grid, class_token=True, temperature=10000.0):
+    """Fixed 2-D sine-cosine position embedding [1, (1+)gh*gw, dim] (half the channels encode the row, half the
+    column; MAE/"Simple ViT" style). The class token, if asked for, gets zeros."""
+    gh, gw = (grid, grid) if isinstance(grid, int) else tuple(grid)
+    if dim % 4 != 0:
+        raise ValueError(f"dim must be divisible by 4 for a 2-D sin-cos embedding, got {dim}")
+    omega = 1.0 / temperature ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
+    rows, cols = np.meshgrid(np.arange(gh, dtype=np.float64), np.arange(gw, dtype=np.float64), indexing="ij")
+    out_r, out_c = rows.reshape(-1, 1) * omega, cols.reshape(-1, 1) * omega
+    pe = np.concatenate([np.sin(out_r), np.cos(out_r), np.sin(out_c), np.cos(out_c)], axis=1)
+    if class_token:
+        pe = np.concatenate([np.zeros((1, dim)), pe], axis=0)
+    return pe[None].astype(np.float32)
