@@ -18,10 +18,12 @@ def list_models():
     return list(MODEL_CONFIGS)
 
 
-def create_model(name, pretrained=None, **overrides):
+def create_model(name, pretrained=None, numerics="source", **overrides):
     """Build a named ViT; any ``VisionTransformer`` argument can be overridden (num_classes, image_size, ...).
 
     ``pretrained``: path of a checkpoint to load (any layout ``vit_ms.load_pretrained`` understands).
+    ``numerics``: "source" takes LayerNorm epsilon, GELU form and input mean/std from the weights' origin;
+    "model" keeps the ones given here.
     """
     if not isinstance(name, str) or name not in MODEL_CONFIGS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
@@ -30,7 +32,7 @@ def create_model(name, pretrained=None, **overrides):
         return VisionTransformer(**config)
     from .weights import load_pretrained  # noqa: lazy, weights imports the model
     model = VisionTransformer(**config)
-    load_pretrained(model, pretrained)
+    load_pretrained(model, pretrained, numerics=numerics)
     return model
 
 

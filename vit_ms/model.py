@@ -177,6 +177,12 @@ class VisionTransformer(nn.Cell):
         if representation_size is not None and (not isinstance(representation_size, int)
                                                 or representation_size <= 0):
             raise ValueError(f"representation_size must be a positive integer or None, got {representation_size!r}")
+        # the constructor arguments, saved with trained checkpoints so the model can be rebuilt from the file
+        self.config = dict(image_size=image_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
+                           embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                           drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
+                           global_pool=global_pool, representation_size=representation_size, norm_eps=norm_eps,
+                           gelu_approximate=gelu_approximate, mean=tuple(mean), std=tuple(std))
         self.num_classes = num_classes
         self.embed_dim = self.num_features = embed_dim
         self.global_pool = global_pool

@@ -1,0 +1,245 @@
+import hashlib
+import io
+import socket
+import stat
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from vit_ms.__main__ import main
+from vit_ms.download import download, download_course_checkpoint, download_course_dataset, safe_extract_zip
+
+
+class FileServer:
+    """Serves {path: bytes} on 127.0.0.1 with HTTP Range support, recording every request.
+
+    ignore_range: answer 200 with the whole file even when a Range is asked for.
+    cut_after: send only this many body bytes of a full response, then close the connection.
+    """
+
+    def __init__(self, files, ignore_range=False, cut_after=None):
+        self.files, self.ignore_range, self.cut_after, self.requests = files, ignore_range, cut_after, []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                body = server.files.get(self.path)
+                record = {"path": self.path, "range": self.headers.get("Range"), "sent": 0}
+                server.requests.append(record)
+                if body is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                if self.headers.get("Range") and not server.ignore_range:
+                    start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
+                    if start >= len(body):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(body)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                payload = body[start:]
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if server.cut_after is not None:
+                    payload = payload[:server.cut_after]
+                self.wfile.write(payload)
+                record["sent"] = len(payload)
+                if server.cut_after is not None:
+                    self.close_connection = True
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                       daemon=True)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def make_zip(members):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():  # name: a str or a ZipInfo
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+PAYLOAD = bytes(range(256)) * 4000  # 1 MB: several read chunks
+
+
+def test_download_with_checksum(tmp_path):
+    with FileServer({"/f.bin": PAYLOAD}) as server:
+        path = download(server.url("/f.bin"), tmp_path / "sub" / "f.bin", sha256=sha(PAYLOAD))
+    assert path == tmp_path / "sub" / "f.bin" and path.read_bytes() == PAYLOAD
+    assert not (tmp_path / "sub" / "f.bin.part").exists()
+    assert [r["range"] for r in server.requests] == [None]
+
+
+def test_existing_valid_file_is_not_downloaded_again(tmp_path):
+    (tmp_path / "f.bin").write_bytes(PAYLOAD)
+    with FileServer({"/f.bin": PAYLOAD}) as server:
+        download(server.url("/f.bin"), tmp_path / "f.bin", sha256=sha(PAYLOAD))
+    assert server.requests == []
+
+
+def test_resume_requests_only_the_missing_bytes(tmp_path):
+    (tmp_path / "f.bin.part").write_bytes(PAYLOAD[:300_000])
+    with FileServer({"/f.bin": PAYLOAD}) as server:
+        path = download(server.url("/f.bin"), tmp_path / "f.bin", sha256=sha(PAYLOAD))
+    assert path.read_bytes() == PAYLOAD
+    assert server.requests == [{"path": "/f.bin", "range": "bytes=300000-", "sent": len(PAYLOAD) - 300_000}]
+
+
+def test_server_ignoring_range_restarts_from_zero(tmp_path):
+    (tmp_path / "f.bin.part").write_bytes(PAYLOAD[:1000])
+    with FileServer({"/f.bin": PAYLOAD}, ignore_range=True) as server:
+        path = download(server.url("/f.bin"), tmp_path / "f.bin", sha256=sha(PAYLOAD))
+    assert path.read_bytes() == PAYLOAD  # not the first 1000 bytes twice
+    assert server.requests[0]["sent"] == len(PAYLOAD)
+
+
+def test_complete_part_file_answered_416_restarts(tmp_path):
+    (tmp_path / "f.bin.part").write_bytes(PAYLOAD + b"extra")
+    with FileServer({"/f.bin": PAYLOAD}) as server:
+        path = download(server.url("/f.bin"), tmp_path / "f.bin", sha256=sha(PAYLOAD))
+    assert path.read_bytes() == PAYLOAD
+    assert [r["range"] for r in server.requests] == [f"bytes={len(PAYLOAD) + 5}-", None]
+
+
+def test_interrupted_download_keeps_part_and_resumes(tmp_path):
+    dest = tmp_path / "f.bin"
+    with FileServer({"/f.bin": PAYLOAD}, cut_after=400_000) as server:
+        with pytest.raises(ConnectionError, match="resume"):
+            download(server.url("/f.bin"), dest)
+    assert not dest.exists()
+    assert (tmp_path / "f.bin.part").read_bytes() == PAYLOAD[:400_000]
+    with FileServer({"/f.bin": PAYLOAD}) as server:
+        download(server.url("/f.bin"), dest, sha256=sha(PAYLOAD))
+    assert dest.read_bytes() == PAYLOAD
+    assert server.requests[0]["range"] == "bytes=400000-"
+
+
+def test_checksum_mismatch_deletes_the_file(tmp_path):
+    wrong = "0" * 64
+    with FileServer({"/f.bin": PAYLOAD}) as server:
+        with pytest.raises(ValueError, match=f"expected {wrong}, got {sha(PAYLOAD)}"):
+            download(server.url("/f.bin"), tmp_path / "f.bin", sha256=wrong)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_sha256_argument(tmp_path):
+    with pytest.raises(ValueError, match="64 hex digits"):
+        download("http://127.0.0.1:1/f", tmp_path / "f", sha256="abc")
+
+
+def test_http_error_is_reported(tmp_path):
+    with FileServer({}) as server:
+        with pytest.raises(ConnectionError, match="HTTP 404"):
+            download(server.url("/missing.zip"), tmp_path / "missing.zip")
+    assert list(tmp_path.iterdir()) == []
+
+
+def unused_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_offline_fails_fast_with_instructions(tmp_path):
+    url = f"http://127.0.0.1:{unused_port()}/vit_b_16_224.ckpt"
+    started = time.time()
+    with pytest.raises(ConnectionError) as info:
+        download_course_checkpoint(tmp_path / "ckpt", url=url)
+    assert time.time() - started < 5
+    message = str(info.value)
+    assert url in message  # what to download
+    assert str((tmp_path / "ckpt" / "vit_b_16_224.ckpt").resolve()) in message  # where to put it
+    assert "python -m vit_ms make-sample-data" in message  # what works offline
+    assert not (tmp_path / "ckpt" / "vit_b_16_224.ckpt").exists()
+
+
+def test_cli_offline_exit_code_and_message(tmp_path, capsys):
+    url = f"http://127.0.0.1:{unused_port()}/vit_imagenet_dataset.zip"
+    assert main(["download", "dataset", "--dest", str(tmp_path), "--url", url]) == 1
+    err = capsys.readouterr().err
+    assert url in err and str((tmp_path / "vit_imagenet_dataset.zip").resolve()) in err
+
+
+def symlink_member(name, target):
+    info = zipfile.ZipInfo(name)
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+@pytest.mark.parametrize("bad", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt", "C:/evil.txt",
+                                 symlink_member("link", "/etc/passwd")])
+def test_zip_slip_rejected_before_extracting(tmp_path, bad):
+    zip_path = tmp_path / "bad.zip"
+    zip_path.write_bytes(make_zip({"dataset/train/a.txt": b"ok", bad: b"/etc/passwd"}))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(ValueError, match="nothing was extracted"):
+        safe_extract_zip(zip_path, dest)
+    assert list(dest.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.zip", "out"]
+
+
+def test_safe_extract_zip(tmp_path):
+    zip_path = tmp_path / "good.zip"
+    zip_path.write_bytes(make_zip({"top/a.txt": b"a", "top/sub/b.txt": b"b", "single.txt": b"s"}))
+    created = safe_extract_zip(zip_path, tmp_path / "out")
+    assert created == [(tmp_path / "out" / "single.txt").resolve(), (tmp_path / "out" / "top").resolve()]
+    assert (tmp_path / "out" / "top" / "sub" / "b.txt").read_bytes() == b"b"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["single.txt", "top"]  # no scratch left
+    with pytest.raises(FileExistsError, match="top"):
+        safe_extract_zip(zip_path, tmp_path / "out")
+
+
+COURSE_ZIP = make_zip({"dataset/train/n01440764/a.JPEG": b"1", "dataset/val/n01440764/b.JPEG": b"2",
+                       "dataset/infer/n01440764/c.JPEG": b"3"})
+
+
+def test_download_course_dataset(tmp_path):
+    with FileServer({"/notebook/vit_imagenet_dataset.zip": COURSE_ZIP}) as server:
+        root = download_course_dataset(tmp_path / "data", url=server.url("/notebook/vit_imagenet_dataset.zip"),
+                                       sha256=sha(COURSE_ZIP))
+        assert root.resolve() == (tmp_path / "data" / "dataset").resolve()
+        assert (root / "val" / "n01440764" / "b.JPEG").read_bytes() == b"2"
+        again = download_course_dataset(tmp_path / "data", url=server.url("/notebook/vit_imagenet_dataset.zip"))
+    assert again.resolve() == root.resolve()
+    assert len(server.requests) == 1  # the second call found the extracted dataset
+
+
+def test_course_dataset_from_a_zip_put_there_by_hand(tmp_path):
+    (tmp_path / "vit_imagenet_dataset.zip").write_bytes(COURSE_ZIP)
+    url = f"http://127.0.0.1:{unused_port()}/vit_imagenet_dataset.zip"  # offline: must not be needed
+    root = download_course_dataset(tmp_path, url=url, sha256=sha(COURSE_ZIP))
+    assert (root / "train" / "n01440764" / "a.JPEG").is_file()
+
+
+def test_course_dataset_without_train_val_is_an_error(tmp_path):
+    (tmp_path / "vit_imagenet_dataset.zip").write_bytes(make_zip({"stuff/readme.txt": b"x"}))
+    with pytest.raises(ValueError, match="train/ and val/"):
+        download_course_dataset(tmp_path, url="http://127.0.0.1:1/vit_imagenet_dataset.zip")

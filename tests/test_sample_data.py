@@ -1,0 +1,133 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from vit_ms.__main__ import main
+from vit_ms.sample_data import CLASSES, image_rng, make_sample_data, render_shape, shape_alpha
+
+
+def _files(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_layout_counts_and_images(tmp_path):
+    summary = make_sample_data(tmp_path, image_size=64, train_per_class=3, val_per_class=2)
+    assert summary["classes"] == list(CLASSES) and len(set(CLASSES)) == 10
+    assert (summary["train"], summary["val"]) == (30, 20)
+    for split, count in (("train", 3), ("val", 2)):
+        assert sorted(p.name for p in (tmp_path / split).iterdir()) == sorted(CLASSES)
+        for name in CLASSES:
+            files = sorted((tmp_path / split / name).iterdir())
+            assert [f.name for f in files] == [f"{name}_{i:05d}.JPEG" for i in range(count)]
+            for f in files:
+                with Image.open(f) as im:
+                    assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (64, 64))
+    assert summary["bytes"] == sum(len(b) for b in _files(tmp_path).values())
+    assert not (tmp_path / ".partial").exists()
+
+
+def test_byte_identical_and_independent_of_count(tmp_path):
+    a = make_sample_data(tmp_path / "a", train_per_class=3, val_per_class=2, seed=7)
+    b = make_sample_data(tmp_path / "b", train_per_class=3, val_per_class=2, seed=7)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    assert a["bytes"] == b["bytes"]
+    # more images per class: the first ones are unchanged (each image has its own seeded generator)
+    make_sample_data(tmp_path / "c", train_per_class=5, val_per_class=3, seed=7)
+    more = _files(tmp_path / "c")
+    assert all(more[k] == v for k, v in _files(tmp_path / "a").items())
+    make_sample_data(tmp_path / "d", train_per_class=3, val_per_class=2, seed=8)
+    assert _files(tmp_path / "d") != _files(tmp_path / "a")
+
+
+def test_render_does_not_depend_on_order():
+    keys = [(split, c, i) for split in ("train", "val") for c in range(len(CLASSES)) for i in range(2)]
+    forward = {k: render_shape(CLASSES[k[1]], 64, image_rng(0, *k)) for k in keys}
+    backward = {k: render_shape(CLASSES[k[1]], 64, image_rng(0, *k)) for k in reversed(keys)}
+    assert all(np.array_equal(forward[k], backward[k]) for k in keys)
+    assert not np.array_equal(forward[("train", 0, 0)], forward[("val", 0, 0)])
+
+
+def _bbox(alpha):
+    rows, cols = np.nonzero(alpha > 0.5)
+    return rows.min(), rows.max(), cols.min(), cols.max()
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_shapes_are_central_large_and_keep_their_class(name):
+    size = 64
+    for i in range(40):
+        alpha = shape_alpha(name, size, image_rng(0, "train", CLASSES.index(name), i))
+        top, bottom, left, right = _bbox(alpha)
+        # away from the edges: survives evaluation's resize + centre crop (~7% per side) and flips
+        assert min(top, left) >= 0.1 * size and max(bottom, right) < 0.9 * size
+        # spans several 8x8 patches: 2.5 patch widths always touch at least 3 patches
+        assert max(bottom - top, right - left) + 1 >= 2.5 * 8
+        height, width = bottom - top + 1, right - left + 1
+        if name in ("hbar", "dots_h"):
+            assert width > 1.5 * height
+        if name in ("vbar", "dots_v"):
+            assert height > 1.5 * width
+        rows, cols = np.nonzero(alpha > 0.5)
+        centre = alpha[int(round(rows.mean())), int(round(cols.mean()))]
+        if name in ("ring", "dots_h", "dots_v"):
+            assert centre == 0.0  # hollow middle
+        if name in ("disc", "square", "plus", "cross"):
+            assert centre == 1.0
+
+
+def test_plus_and_cross_differ_in_arm_angle():
+    # a '+' has its arms near the axes: the row through its centre is long; an 'x' has them on the diagonals
+    for name, axis_aligned in (("plus", True), ("cross", False)):
+        for i in range(20):
+            alpha = shape_alpha(name, 64, image_rng(0, "val", CLASSES.index(name), i)) > 0.5
+            rows, cols = np.nonzero(alpha)
+            row, col = int(round(rows.mean())), int(round(cols.mean()))
+            run = alpha[row].sum() + alpha[:, col].sum()
+            diagonal = sum(alpha[row + d, col + s * d] for s in (1, -1) for d in range(-25, 26)
+                           if 0 <= row + d < 64 and 0 <= col + s * d < 64)
+            assert (run > diagonal) == axis_aligned
+
+
+def test_contrast_between_shape_and_background():
+    for c, name in enumerate(CLASSES):
+        for i in range(10):
+            rng_args = (0, "train", c, i)
+            alpha = shape_alpha(name, 64, image_rng(*rng_args))
+            image = render_shape(name, 64, image_rng(*rng_args)).astype(float) @ [0.299, 0.587, 0.114]
+            assert abs(image[alpha == 1].mean() - image[alpha == 0].mean()) > 0.25 * 255
+
+
+def test_default_size_is_small(tmp_path):
+    summary = make_sample_data(tmp_path, train_per_class=10, val_per_class=10)
+    per_image = summary["bytes"] / (summary["train"] + summary["val"])
+    assert per_image * 10 * (200 + 50) < 10e6  # the default 2500 images stay under 10 MB
+
+
+def test_refuses_to_overwrite_unless_asked(tmp_path):
+    make_sample_data(tmp_path, train_per_class=1, val_per_class=1)
+    (tmp_path / "train" / "stale.txt").write_text("old")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        make_sample_data(tmp_path, train_per_class=2, val_per_class=1)
+    make_sample_data(tmp_path, train_per_class=2, val_per_class=1, overwrite=True)
+    assert not (tmp_path / "train" / "stale.txt").exists()
+    assert len(list((tmp_path / "train").rglob("*.JPEG"))) == 20
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(image_size=16), "image_size"), (dict(train_per_class=0),
+                                           "train_per_class"), (dict(val_per_class=1.5), "val_per_class"),
+                                           (dict(seed=-1), "seed")])
+def test_bad_arguments(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_sample_data(tmp_path, **kwargs)
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli(tmp_path, capsys):
+    code = main(["make-sample-data", str(tmp_path / "s"), "--image-size", "32", "--train-per-class", "2",
+                 "--val-per-class", "1", "--seed", "3"])
+    assert code == 0
+    assert "20 train + 10 val" in capsys.readouterr().out
+    with Image.open(tmp_path / "s" / "val" / "ring" / "ring_00000.JPEG") as im:
+        assert im.size == (32, 32)
+    assert main(["make-sample-data", str(tmp_path / "s"), "--train-per-class", "1", "--val-per-class", "1",
+                 "--force"]) == 0

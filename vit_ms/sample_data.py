@@ -1,0 +1,216 @@
+"""An offline sample dataset of geometric shapes, generated deterministically in seconds (no download).
+
+Ten classes a small ViT can only tell apart by relating neighbouring patches: a ring and a disc differ in the
+middle, a '+' and an 'x' in the angle of their arms, a horizontal and a vertical bar (or two dots side by side and
+two dots stacked) in the direction along which the shape spans patches. That is what makes the trained position
+embeddings show the paper's row/column structure.
+
+Written as an ImageNet-style image folder, so every loader that reads ImageNet reads it:
+
+    ROOT/train/<class>/<class>_00000.JPEG ...    ROOT/val/<class>/<class>_00000.JPEG ...
+
+Each image is drawn from its own numpy Generator seeded by (seed, split, class, index), so the bytes do not depend
+on the order images are made in; the per-pixel arithmetic is IEEE-exact (+, *, sqrt, min/max) and the JPEG quality
+fixed, so the same numpy and Pillow give the same bytes. Shapes stay in the middle of the image and are large, so
+the label survives a horizontal flip, a random-resized crop with scale >= 0.35 and evaluation's resize + centre crop.
+"""
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = ("disc", "ring", "square", "triangle", "plus", "cross", "hbar", "vbar", "dots_h", "dots_v")
+SPLITS = ("train", "val")
+JPEG_QUALITY = 90
+MIN_CONTRAST = 0.4      # least luminance(foreground) - luminance(background), on a 0..1 scale
+ANGLE_JITTER = 10.0     # degrees of rotation that never change the class of an oriented shape
+
+
+def _rotate(x, y, degrees):
+    """Coordinates of (x, y) in a frame rotated by ``degrees`` (the shape's own frame)."""
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    return c * x + s * y, -s * x + c * y
+
+
+def _sd_box(x, y, half_w, half_h):
+    """Signed distance to an axis-aligned box (negative inside)."""
+    qx, qy = np.abs(x) - half_w, np.abs(y) - half_h
+    outside = np.sqrt(np.maximum(qx, 0.0) ** 2 + np.maximum(qy, 0.0) ** 2)
+    return outside + np.minimum(np.maximum(qx, qy), 0.0)
+
+
+def _sd_circle(x, y, r):
+    return np.sqrt(x * x + y * y) - r
+
+
+def _sd_triangle(x, y, circumradius):
+    """Signed distance to an equilateral triangle pointing up (Inigo Quilez's formula, vectorised)."""
+    k = math.sqrt(3.0)
+    r = circumradius * k / 2.0  # half the side length
+    x = np.abs(x) - r
+    y = y + r / k
+    fold = x + k * y > 0.0
+    x, y = np.where(fold, (x - k * y) / 2.0, x), np.where(fold, (-k * x - y) / 2.0, y)
+    x = x - np.clip(x, -2.0 * r, 0.0)
+    return -np.sqrt(x * x + y * y) * np.sign(y)
+
+
+def _shape_distance(name, x, y, rng):
+    """Signed distance field of one random instance of class ``name``; (x, y) are centred on the shape and the
+    image spans [-1, 1]. Sizes are fractions of the half-width, so the data scales with image_size."""
+    size = rng.uniform(0.42, 0.58)
+    jitter = rng.uniform(-ANGLE_JITTER, ANGLE_JITTER)
+    if name == "disc":
+        return _sd_circle(x, y, size)
+    if name == "ring":
+        width = size * rng.uniform(0.3, 0.45)
+        return np.abs(_sd_circle(x, y, size - width / 2.0)) - width / 2.0
+    if name == "square":
+        return _sd_box(*_rotate(x, y, rng.uniform(0.0, 90.0)), size * 0.8, size * 0.8)
+    if name == "triangle":
+        return _sd_triangle(*_rotate(x, y, rng.uniform(0.0, 120.0)), size * 1.05)
+    if name in ("plus", "cross"):
+        u, v = _rotate(x, y, jitter + (45.0 if name == "cross" else 0.0))
+        half_thick = size * rng.uniform(0.18, 0.28)
+        return np.minimum(_sd_box(u, v, size, half_thick), _sd_box(u, v, half_thick, size))
+    if name in ("hbar", "vbar"):
+        u, v = _rotate(x, y, jitter + (90.0 if name == "vbar" else 0.0))
+        return _sd_box(u, v, size * 1.1, size * rng.uniform(0.2, 0.3))
+    if name in ("dots_h", "dots_v"):
+        u, v = _rotate(x, y, jitter + (90.0 if name == "dots_v" else 0.0))
+        radius, gap = size * rng.uniform(0.3, 0.4), size * 0.68
+        return np.minimum(_sd_circle(u - gap, v, radius), _sd_circle(u + gap, v, radius))
+    raise ValueError(f"unknown shape class {name!r}; expected one of {CLASSES}")
+
+
+def _luminance(rgb):
+    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+
+
+def _colours(rng):
+    """Random background and foreground colours (RGB in 0..1), the shape always at least MIN_CONTRAST brighter.
+
+    One polarity (light shape, darker ground) whatever the hues: the patch embedding learns one edge detector
+    instead of two, which a ViT trained from scratch on a few thousand images needs."""
+    while True:  # rejection sampling; the rng is the image's own, so this stays deterministic
+        background, foreground = rng.uniform(0.0, 0.6, size=3), rng.uniform(0.3, 1.0, size=3)
+        if _luminance(foreground) - _luminance(background) >= MIN_CONTRAST:
+            return background, foreground
+
+
+def _grid(image_size):
+    coords = (np.arange(image_size, dtype=np.float64) + 0.5) * (2.0 / image_size) - 1.0
+    return np.meshgrid(coords, coords)  # x, y in [-1, 1]; y grows downwards, like image rows
+
+
+def shape_alpha(name, image_size, rng):
+    """Coverage (0..1, anti-aliased over one pixel) of one random instance of class ``name``, [size, size]."""
+    x, y = _grid(image_size)
+    centre = rng.uniform(-0.12, 0.12, size=2)
+    distance = _shape_distance(name, x - centre[0], y - centre[1], rng)
+    return np.clip(0.5 - distance * (image_size / 2.0), 0.0, 1.0)
+
+
+def render_shape(name, image_size=64, rng=None):
+    """One image of class ``name`` as a uint8 array [image_size, image_size, 3]."""
+    rng = np.random.default_rng() if rng is None else rng
+    alpha = shape_alpha(name, image_size, rng)[..., None]
+    x, y = _grid(image_size)
+    background, foreground = _colours(rng)
+    slope = rng.uniform(-0.06, 0.06, size=2)  # a mild linear gradient over the background
+    shade = (slope[0] * x + slope[1] * y)[..., None]
+    image = (background + shade) * (1.0 - alpha) + foreground * alpha
+    image = image + rng.normal(0.0, rng.uniform(0.01, 0.03), size=image.shape)
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def image_rng(seed, split, class_index, index):
+    """The Generator of one image: seeded by its identity, so images can be made in any order."""
+    return np.random.default_rng([seed, SPLITS.index(split), class_index, index])
+
+
+def check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_splits_absent(root, overwrite=False):
+    """Refuse to write over ROOT/train or ROOT/val unless overwrite; return the scratch folder to build in."""
+    existing = [root / split for split in SPLITS if (root / split).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(map(str, existing))} already exists; pass overwrite=True "
+                              f"(--force on the command line) to replace it")
+    scratch = root / ".partial"
+    shutil.rmtree(scratch, ignore_errors=True)
+    return scratch
+
+
+def move_splits_into_place(scratch, root):
+    """Move the finished SCRATCH/train and SCRATCH/val to ROOT: a split folder only ever appears complete."""
+    for split in SPLITS:
+        if (root / split).exists():
+            shutil.rmtree(root / split)
+        (scratch / split).replace(root / split)
+    scratch.rmdir()
+
+
+def make_sample_data(root, image_size=64, train_per_class=200, val_per_class=50, seed=0, overwrite=False):
+    """Write the sample dataset under ``root`` and return a summary dict (counts, classes, size on disk).
+
+    The same arguments give byte-identical files. An existing ROOT/train or ROOT/val is an error unless
+    ``overwrite``; the new splits are built in a scratch folder and moved into place only when complete.
+    """
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    check_int("image_size", image_size, 32)
+    check_int("train_per_class", train_per_class, 1)
+    check_int("val_per_class", val_per_class, 1)
+    check_int("seed", seed, 0)
+    root = Path(root)
+    scratch = check_splits_absent(root, overwrite)
+    started = time.time()
+    counts = {"train": train_per_class, "val": val_per_class}
+    total = len(CLASSES) * (train_per_class + val_per_class)
+    with tqdm(total=total, desc="sample data", unit="img") as bar:
+        for split in SPLITS:
+            for class_index, name in enumerate(CLASSES):
+                folder = scratch / split / name
+                folder.mkdir(parents=True)
+                for i in range(counts[split]):
+                    pixels = render_shape(name, image_size, image_rng(seed, split, class_index, i))
+                    # fixed quality and no metadata: the bytes depend on the pixels only
+                    Image.fromarray(pixels).save(folder / f"{name}_{i:05d}.JPEG", format="JPEG",
+                                                 quality=JPEG_QUALITY, optimize=False)
+                    bar.update()
+    move_splits_into_place(scratch, root)
+
+    num_bytes = sum(f.stat().st_size for split in SPLITS for f in (root / split).rglob("*.JPEG"))
+    return dict(root=str(root), classes=list(CLASSES), image_size=image_size, seed=seed,
+                train=len(CLASSES) * train_per_class, val=len(CLASSES) * val_per_class,
+                train_per_class=train_per_class, val_per_class=val_per_class, bytes=num_bytes,
+                seconds=round(time.time() - started, 2))
+
+
+def _cli(args):
+    summary = make_sample_data(args.root, image_size=args.image_size, train_per_class=args.train_per_class,
+                               val_per_class=args.val_per_class, seed=args.seed, overwrite=args.force)
+    print(f"wrote {summary['train']} train + {summary['val']} val images ({len(summary['classes'])} classes, "
+          f"{summary['image_size']}x{summary['image_size']}, {summary['bytes'] / 1e6:.1f} MB) to {summary['root']} "
+          f"in {summary['seconds']:.1f}s")
+    print("classes: " + ", ".join(summary["classes"]))
+
+
+def add_cli(subparsers):
+    p = subparsers.add_parser("make-sample-data", help="generate the offline sample dataset (shapes, no download)",
+                              description="Generate the offline sample dataset: 10 classes of shapes as an "
+                                          "ImageNet-style folder (DIR/train/<class>/, DIR/val/<class>/).")
+    p.add_argument("root", metavar="DIR", help="output folder, e.g. data/sample")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--train-per-class", type=int, default=200)
+    p.add_argument("--val-per-class", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace DIR/train and DIR/val if they exist")
+    p.set_defaults(func=_cli)
