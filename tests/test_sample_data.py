@@ -68,11 +68,14 @@ def test_shapes_are_central_large_and_keep_their_class(name):
         if name in ("vbar", "dots_v"):
             assert height > 1.5 * width
         rows, cols = np.nonzero(alpha > 0.5)
-        centre = alpha[int(round(rows.mean())), int(round(cols.mean()))]
-        if name in ("ring", "dots_h", "dots_v"):
-            assert centre == 0.0  # hollow middle
+        row, col = int(round(rows.mean())), int(round(cols.mean()))
+        if name == "ring":
+            assert alpha[row, col] == 0.0  # hollow middle
         if name in ("disc", "square", "plus", "cross"):
-            assert centre == 1.0
+            assert alpha[row, col] == 1.0
+        if name in ("dots_h", "dots_v"):  # three separate dots along the row (column) through the centre
+            line = alpha[row] if name == "dots_h" else alpha[:, col]
+            assert np.count_nonzero(np.diff((line > 0.5).astype(int)) == 1) == 3
 
 
 def test_plus_and_cross_differ_in_arm_angle():

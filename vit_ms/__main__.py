@@ -24,7 +24,16 @@ def build_parser():
     return parser
 
 
+def _quiet_exit_noise(unraisable):
+    # MindSpore's Cell.__del__ raises AttributeError at interpreter exit for Cells that compiled graphs keep alive;
+    # it is harmless, and hundreds of such lines would bury the command's output
+    if isinstance(unraisable.exc_value, AttributeError) and "__del__" in repr(unraisable.object):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv=None):
+    sys.unraisablehook = _quiet_exit_noise
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -1,9 +1,10 @@
 """An offline sample dataset of geometric shapes, generated deterministically in seconds (no download).
 
 Ten classes a small ViT can only tell apart by relating neighbouring patches: a ring and a disc differ in the
-middle, a '+' and an 'x' in the angle of their arms, a horizontal and a vertical bar (or two dots side by side and
-two dots stacked) in the direction along which the shape spans patches. That is what makes the trained position
-embeddings show the paper's row/column structure.
+middle, a '+' and an 'x' in the angle of their arms, a horizontal and a vertical bar in the direction along which
+the shape spans patches, and three dots in a row and three in a column in nothing but where the dots are relative to
+each other (each dot alone looks the same). That is what makes the trained position embeddings show the paper's
+row/column structure.
 
 Written as an ImageNet-style image folder, so every loader that reads ImageNet reads it:
 
@@ -68,7 +69,7 @@ def _shape_distance(name, x, y, rng):
         width = size * rng.uniform(0.3, 0.45)
         return np.abs(_sd_circle(x, y, size - width / 2.0)) - width / 2.0
     if name == "square":
-        return _sd_box(*_rotate(x, y, rng.uniform(0.0, 90.0)), size * 0.8, size * 0.8)
+        return _sd_box(*_rotate(x, y, jitter), size * 0.8, size * 0.8)  # axis-aligned: not a diamond
     if name == "triangle":
         return _sd_triangle(*_rotate(x, y, rng.uniform(0.0, 120.0)), size * 1.05)
     if name in ("plus", "cross"):
@@ -80,8 +81,9 @@ def _shape_distance(name, x, y, rng):
         return _sd_box(u, v, size * 1.1, size * rng.uniform(0.2, 0.3))
     if name in ("dots_h", "dots_v"):
         u, v = _rotate(x, y, jitter + (90.0 if name == "dots_v" else 0.0))
-        radius, gap = size * rng.uniform(0.3, 0.4), size * 0.68
-        return np.minimum(_sd_circle(u - gap, v, radius), _sd_circle(u + gap, v, radius))
+        radius, step = size * rng.uniform(0.22, 0.27), size * 0.74  # three dots, the outer ones within ``size``
+        return np.minimum(np.minimum(_sd_circle(u - step, v, radius), _sd_circle(u, v, radius)),
+                          _sd_circle(u + step, v, radius))
     raise ValueError(f"unknown shape class {name!r}; expected one of {CLASSES}")
 
 

@@ -1,0 +1,279 @@
+"""The model: shapes along ViT-B/16, equality with mindcv 0.3.0 and with a NumPy forward pass, DropPath, attention,
+initialisation, and the errors bad input gets (in PyNative and under ms.jit)."""
+import math
+
+import numpy as np
+import pytest
+
+import mindspore as ms
+from mindcv.models.vit import VisionTransformer as MindcvViT
+from mindcv.models.vit import vit_b_16_224
+
+from numpy_vit import forward as numpy_forward
+from numpy_vit import from_vit_ms
+from vit_ms.factory import create_model
+from vit_ms.model import Attention, DropPath, VisionTransformer, _trunc_normal
+
+SMALL = dict(image_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=10)
+MINDCV_NUMERICS = dict(norm_eps=1e-7, gelu_approximate=True)  # mindcv: nn.LayerNorm's 1e-7, nn.GELU's tanh form
+
+
+def images(batch, size, seed=1, channels=3):
+    return ms.Tensor(np.random.default_rng(seed).standard_normal((batch, channels, size, size), dtype=np.float32))
+
+
+def randomize(model, rng, scale=0.02):
+    """Perturb every parameter (biases, LayerNorms and class token included) so that each one shows in the output."""
+    weights = {}
+    for p in model.get_parameters():
+        weights[p.name] = p.asnumpy() + scale * rng.standard_normal(p.shape, dtype=np.float32)
+        p.set_data(ms.Tensor(weights[p.name]))
+    return weights
+
+
+def load_by_name(model, weights):
+    params = {p.name: p for p in model.get_parameters()}
+    assert set(params) == set(weights), f"parameter names differ: {sorted(set(params) ^ set(weights))}"
+    for name, value in weights.items():
+        assert params[name].shape == value.shape, name
+        params[name].set_data(ms.Tensor(value))
+
+
+def relative_error(actual, expected):
+    return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+def call(cell, x, mode):
+    """Run ``cell`` in PyNative, or compiled to a static graph with ms.jit (the graph-mode path of MindSpore 2.x)."""
+    # ms.jit(cell) rather than a jitted closure: MindSpore keeps closures (and the cells they hold) until exit
+    return (ms.jit(cell) if mode == "jit" else cell)(x)
+
+
+# ---- ViT-B/16 at 224: shapes and equality with mindcv ----
+
+@pytest.fixture(scope="module")
+def b16():
+    """ViT-B/16 with mindcv's numerics, every parameter perturbed; its weights; and images [2, 3, 224, 224]."""
+    np.random.seed(0)
+    model = create_model("vit_b_16", num_classes=1000, **MINDCV_NUMERICS)
+    model.set_train(False)
+    weights = randomize(model, np.random.default_rng(0))
+    return model, weights, images(2, 224)
+
+
+def test_b16_shapes_along_the_forward_pass(b16):
+    model, _, x = b16
+    assert (model.image_size, model.patch_size, model.grid_size) == (224, 16, (14, 14))
+    assert model.patch_embed(x).shape == (2, 196, 768)                 # 14 x 14 patches, each a 768-vector
+    tokens = model.embed(x)
+    assert tokens.shape == (2, 197, 768)                               # class token first
+    cls_row = model.cls_token.asnumpy()[0, 0] + model.pos_embed.asnumpy()[0, 0]
+    np.testing.assert_allclose(tokens.asnumpy()[:, 0], np.stack([cls_row, cls_row]), rtol=0, atol=1e-6)
+    block = model.blocks[0]
+    assert block.mlp.fc1(block.norm2(tokens)).shape == (2, 197, 3072)  # the MLP widens 4x
+    assert model.forward_features(x).shape == (2, 197, 768)
+
+
+def test_b16_attention_maps_are_row_stochastic(b16):
+    model, _, x = b16
+    maps = model.attention_maps(x)
+    assert len(maps) == 12
+    for probs in maps:
+        assert probs.shape == (2, 12, 197, 197)
+        probs = probs.asnumpy()
+        assert probs.min() >= 0
+        np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def mindcv_b16(b16):
+    """mindcv 0.3.0's vit_b_16_224 holding the same weights as ``b16``, copied by name."""
+    reference = vit_b_16_224(num_classes=1000, weight_init=False)  # its own init would be overwritten: skip it
+    reference.set_train(False)
+    load_by_name(reference, b16[1])
+    return reference
+
+
+@pytest.mark.parametrize("mode", ["pynative", "jit"])
+def test_b16_logits_equal_mindcv_vit_b_16_224(b16, mindcv_b16, mode):
+    model, _, x = b16
+    logits = call(model, x, mode).asnumpy()
+    assert logits.shape == (2, 1000)
+    expected = call(mindcv_b16, x, mode).asnumpy()
+    assert relative_error(logits, expected) <= 1e-5
+    assert (logits.argmax(-1) == expected.argmax(-1)).all()
+
+
+@pytest.mark.parametrize("mode", ["pynative", "jit"])
+@pytest.mark.parametrize("global_pool", ["token", "avg"])
+def test_small_logits_equal_mindcv(mode, global_pool):
+    model = VisionTransformer(global_pool=global_pool, **SMALL, **MINDCV_NUMERICS)
+    model.set_train(False)
+    weights = randomize(model, np.random.default_rng(2), scale=0.2)
+    # fc_norm=False: mindcv then pools after the final LayerNorm, as the original ViT (and vit_ms) do
+    reference = MindcvViT(image_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=10,
+                          global_pool=global_pool, fc_norm=False, weight_init=False)
+    reference.set_train(False)
+    load_by_name(reference, weights)
+    x = images(2, 32)
+    assert relative_error(call(model, x, mode).asnumpy(), call(reference, x, mode).asnumpy()) <= 1e-5
+
+
+# ---- an independent NumPy forward pass ----
+
+@pytest.mark.parametrize("config", [
+    dict(),                                                 # vit_ms defaults: LayerNorm eps 1e-6, exact GELU
+    dict(global_pool="avg", representation_size=24),
+    dict(norm_eps=1e-7, gelu_approximate=True, num_classes=0),
+], ids=["defaults", "avg-prelogits", "mindcv-numerics-features"])
+def test_logits_equal_numpy_reference(config):
+    config = dict(SMALL, **config)
+    model = VisionTransformer(**config)
+    model.set_train(False)
+    weights = randomize(model, np.random.default_rng(3), scale=0.2)
+    x = images(2, 32)
+    numerics = dict(norm_eps=config.get("norm_eps", 1e-6), gelu_approximate=config.get("gelu_approximate", False))
+    expected = numpy_forward(from_vit_ms(weights, config["num_heads"]), x.asnumpy(),
+                             global_pool=config.get("global_pool", "token"), **numerics)
+    out = model(x).asnumpy()
+    assert out.shape == expected.shape == (2, config["num_classes"] or 64)
+    assert relative_error(out, expected) <= 1e-5
+
+
+def test_numerics_change_the_output():
+    # the reference comparisons above would be blind if LayerNorm eps and the GELU form made no difference
+    exact, mindcv_like = VisionTransformer(**SMALL), VisionTransformer(**SMALL, **MINDCV_NUMERICS)
+    load_by_name(mindcv_like, randomize(exact, np.random.default_rng(3), scale=0.2))
+    exact.set_train(False)
+    mindcv_like.set_train(False)
+    x = images(2, 32)
+    assert relative_error(exact(x).asnumpy(), mindcv_like(x).asnumpy()) > 1e-5
+
+
+# ---- attention ----
+
+def test_attention_equals_manual_qkv():
+    dim, heads, b, t = 32, 4, 2, 5
+    attn = Attention(dim, heads)
+    attn.set_train(False)
+    w = randomize(attn, np.random.default_rng(4), scale=0.3)
+    x = np.random.default_rng(5).standard_normal((b, t, dim), dtype=np.float32)
+
+    qkv = x @ w["qkv.weight"].T + w["qkv.bias"]                                # [B, T, 3D]: q | k | v
+    q, k, v = (qkv[..., i * dim:(i + 1) * dim].reshape(b, t, heads, dim // heads).transpose(0, 2, 1, 3)
+               for i in range(3))                                              # each [B, heads, T, hd]
+    scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(dim // heads)
+    probs = np.exp(scores - scores.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    out = (probs @ v).transpose(0, 2, 1, 3).reshape(b, t, dim) @ w["proj.weight"].T + w["proj.bias"]
+
+    np.testing.assert_allclose(attn(ms.Tensor(x)).asnumpy(), out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(attn.attention_probs(ms.Tensor(x))[0].asnumpy(), probs, rtol=1e-5, atol=1e-6)
+
+
+# ---- DropPath (stochastic depth) ----
+
+def test_drop_path_is_identity_in_eval():
+    drop = DropPath(0.5)
+    drop.set_train(False)
+    x = np.random.default_rng(6).standard_normal((8, 5, 4), dtype=np.float32)
+    np.testing.assert_array_equal(drop(ms.Tensor(x)).asnumpy(), x)
+
+
+def test_drop_path_drops_whole_samples_and_keeps_the_mean():
+    rate, n = 0.3, 4000
+    drop = DropPath(rate)
+    drop.set_train(True)
+    x = 1.0 + np.random.default_rng(7).random((n, 6, 4), dtype=np.float32)
+    y = drop(ms.Tensor(x)).asnumpy()
+    dropped = np.all(y == 0, axis=(1, 2))
+    np.testing.assert_allclose(y[~dropped], x[~dropped] / (1 - rate), rtol=1e-6)  # kept samples: x / keep, whole
+    assert abs(dropped.mean() - rate) < 0.05          # binomial std ~0.007
+    ratio = y.sum(axis=(1, 2)) / x.sum(axis=(1, 2))   # 0 or 1/keep per sample; expectation 1
+    assert abs(ratio.mean() - 1.0) < 0.05             # std of the mean ~0.01
+
+
+def test_drop_path_rate_rises_linearly_across_blocks():
+    model = VisionTransformer(image_size=32, patch_size=8, embed_dim=32, depth=5, num_heads=2, drop_path_rate=0.4)
+    for rates in ([b.drop_path1.drop_prob for b in model.blocks], [b.drop_path2.drop_prob for b in model.blocks]):
+        np.testing.assert_allclose(rates, [0.0, 0.1, 0.2, 0.3, 0.4])
+
+
+# ---- initialisation and weight decay ----
+
+def test_initialisation_follows_timm():
+    model = VisionTransformer(image_size=32, patch_size=8, embed_dim=128, depth=1, num_heads=4, num_classes=100)
+    p = {q.name: q.asnumpy() for q in model.get_parameters()}
+    for name in ("blocks.0.attn.qkv.weight", "blocks.0.mlp.fc1.weight", "head.weight", "pos_embed"):
+        assert abs(p[name].std() - 0.02) < 0.002 and abs(p[name].mean()) < 0.002, name
+    for name in ("blocks.0.attn.qkv.bias", "blocks.0.mlp.fc2.bias", "head.bias", "patch_embed.proj.bias"):
+        assert not p[name].any(), name
+    assert abs(p["patch_embed.proj.weight"].std() - math.sqrt(1 / (3 * 8 * 8))) < 0.01  # LeCun normal
+    assert np.abs(p["cls_token"]).max() < 1e-4
+    np.random.seed(1)
+    again = VisionTransformer(image_size=32, patch_size=8, embed_dim=128, depth=1, num_heads=4, num_classes=100)
+    np.random.seed(1)
+    same = VisionTransformer(image_size=32, patch_size=8, embed_dim=128, depth=1, num_heads=4, num_classes=100)
+    np.testing.assert_array_equal(again.head.weight.asnumpy(), same.head.weight.asnumpy())  # seedable
+
+
+def test_trunc_normal_redraws_to_the_truncated_distribution():
+    std, bound = 1.5, 2.0
+    x = _trunc_normal((400, 500), std, -bound, bound).asnumpy()
+    assert x.dtype == np.float32 and np.abs(x).max() <= bound
+    k = bound / std  # variance of a normal truncated at +-k sigma: sigma^2 (1 - 2 k phi(k) / (2 Phi(k) - 1))
+    phi, mass = math.exp(-k * k / 2) / math.sqrt(2 * math.pi), math.erf(k / math.sqrt(2))
+    assert abs(x.std() - std * math.sqrt(1 - 2 * k * phi / mass)) < 0.01
+    assert (np.abs(x) > 0.99 * bound).mean() < 0.01  # redrawn, not clipped onto the bounds
+
+
+def test_no_weight_decay_lists_norms_biases_and_embeddings():
+    model = VisionTransformer(**SMALL)
+    names = set(model.no_weight_decay())
+    assert {"cls_token", "pos_embed", "norm.gamma", "norm.beta", "blocks.1.norm2.gamma", "head.bias",
+            "blocks.0.attn.qkv.bias", "patch_embed.proj.bias"} <= names
+    assert not names & {"head.weight", "blocks.0.attn.qkv.weight", "blocks.1.mlp.fc1.weight",
+                        "patch_embed.proj.weight"}
+
+
+# ---- bad input ----
+
+@pytest.fixture(scope="module")
+def small_model():
+    model = VisionTransformer(**SMALL)
+    model.set_train(False)
+    return model
+
+
+@pytest.mark.parametrize("mode", ["pynative", "jit"])
+@pytest.mark.parametrize("shape, message", [
+    ((2, 3, 32), r"expected a 4-D image batch \[B, C, H, W\], got a 3-D tensor"),
+    ((2, 1, 32, 32), r"expected 3 input channels .* got 1"),
+    ((2, 3, 48, 48), r"built for 32x32 images, got 48x48; create the model with image_size=48 .*resampled"),
+    ((2, 3, 30, 36), r"divisible by the patch size 8, got 30x36"),
+], ids=["3-D", "channels", "image-size", "not-divisible"])
+def test_bad_input_raises_clear_error(small_model, shape, message, mode):
+    x = ms.Tensor(np.zeros(shape, np.float32))
+    with pytest.raises(ValueError, match=message):
+        call(small_model, x, mode).asnumpy()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(embed_dim=100, num_heads=12), r"embed_dim must be divisible by num_heads, got embed_dim=100, num_heads=12"),
+    (dict(image_size=30), r"image_size must be divisible by patch_size, got image_size=30, patch_size=8"),
+    (dict(drop_rate=1.0), r"drop_rate must be a number in \[0, 1\), got 1.0"),
+    (dict(attn_drop_rate=-0.1), r"attn_drop_rate must be a number in \[0, 1\), got -0.1"),
+    (dict(drop_path_rate=1.5), r"drop_path_rate must be a number in \[0, 1\), got 1.5"),
+    (dict(global_pool="max"), r"global_pool must be 'token' or 'avg', got 'max'"),
+    (dict(depth=0), r"depth must be a positive integer, got 0"),
+])
+def test_bad_configuration_raises_clear_error(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        VisionTransformer(**dict(SMALL, **overrides))
+
+
+def test_bad_cell_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match=r"embed_dim must be divisible by num_heads, got embed_dim=30, num_heads=4"):
+        Attention(30, 4)
+    with pytest.raises(ValueError, match=r"drop_path_rate must be a number in \[0, 1\), got 1"):
+        DropPath(1)
