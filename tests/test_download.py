@@ -243,3 +243,18 @@ def test_course_dataset_without_train_val_is_an_error(tmp_path):
     (tmp_path / "vit_imagenet_dataset.zip").write_bytes(make_zip({"stuff/readme.txt": b"x"}))
     with pytest.raises(ValueError, match="train/ and val/"):
         download_course_dataset(tmp_path, url="http://127.0.0.1:1/vit_imagenet_dataset.zip")
+
+
+def test_course_dataset_with_another_top_folder_is_found_again(tmp_path):
+    zip_bytes = make_zip({"imagenet_subset/train/n1/a.JPEG": b"1", "imagenet_subset/val/n1/b.JPEG": b"2"})
+    (tmp_path / "vit_imagenet_dataset.zip").write_bytes(zip_bytes)
+    url = "http://127.0.0.1:1/vit_imagenet_dataset.zip"  # never contacted: the zip is there
+    first = download_course_dataset(tmp_path, url=url)
+    assert first.name == "imagenet_subset"
+    assert download_course_dataset(tmp_path, url=url).resolve() == first.resolve()  # no second extraction
+
+
+def test_corrupt_zip_is_reported(tmp_path):
+    (tmp_path / "vit_imagenet_dataset.zip").write_bytes(b"not a zip at all")
+    with pytest.raises(ValueError, match="not a valid zip file"):
+        download_course_dataset(tmp_path, url="http://127.0.0.1:1/vit_imagenet_dataset.zip")

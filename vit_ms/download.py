@@ -125,6 +125,19 @@ def download(url, dest_path, sha256=None, timeout=15.0, resume=True):
     return dest
 
 
+def _open_zip(zip_path):
+    if not Path(zip_path).is_file():
+        raise FileNotFoundError(f"no zip file at {zip_path}")
+    try:
+        return zipfile.ZipFile(zip_path)
+    except zipfile.BadZipFile as err:
+        raise ValueError(f"{zip_path} is not a valid zip file ({err}); delete it and download it again") from err
+
+
+def _top_level_names(archive):
+    return sorted({PurePosixPath(m.filename.replace("\\", "/")).parts[0] for m in archive.infolist()})
+
+
 def _unsafe_reason(info, dest):
     """Why a zip member must not be extracted into dest (zip slip), or None."""
     name = info.filename
@@ -149,15 +162,13 @@ def safe_extract_zip(zip_path, dest_dir):
     from tqdm.auto import tqdm
 
     zip_path, dest = Path(zip_path), Path(dest_dir).resolve()
-    if not zip_path.is_file():
-        raise FileNotFoundError(f"no zip file at {zip_path}")
-    with zipfile.ZipFile(zip_path) as archive:
+    with _open_zip(zip_path) as archive:
         members = archive.infolist()
         unsafe = [f"{m.filename!r} ({reason})" for m in members if (reason := _unsafe_reason(m, dest))]
         if unsafe:
             raise ValueError(f"{zip_path} has members that would be written outside {dest}; nothing was extracted: "
                              + ", ".join(unsafe))
-        top_level = sorted({PurePosixPath(m.filename.replace("\\", "/")).parts[0] for m in members})
+        top_level = _top_level_names(archive)
         clashes = [name for name in top_level if (dest / name).exists()]
         if clashes:
             raise FileExistsError(f"{zip_path} would overwrite {', '.join(str(dest / n) for n in clashes)}; "
@@ -194,14 +205,14 @@ def download_course_dataset(dest_dir="data", url=COURSE_DATASET_URL, sha256=None
     """
     dest_dir = Path(dest_dir)
     zip_path = dest_dir / Path(urllib.parse.urlsplit(url).path).name
-    candidates = [dest_dir / "dataset"]  # where the tutorial's zip extracts to
-    if zip_path.is_file():
-        with zipfile.ZipFile(zip_path) as archive:
-            candidates += sorted({dest_dir / PurePosixPath(n).parts[0] for n in archive.namelist()})
-    root = _split_root(candidates)
+    root = _split_root([dest_dir / "dataset"])  # where the tutorial's zip extracts to
     if root is None:
-        download(url, zip_path, sha256=sha256, timeout=timeout)
-        root = _split_root(safe_extract_zip(zip_path, dest_dir))
+        download(url, zip_path, sha256=sha256, timeout=timeout)  # skipped when the zip is already there
+        with _open_zip(zip_path) as archive:
+            extracted = [dest_dir / name for name in _top_level_names(archive)]
+        if not all(path.exists() for path in extracted):
+            extracted = safe_extract_zip(zip_path, dest_dir)
+        root = _split_root(extracted)
         if root is None:
             raise ValueError(f"{zip_path} holds no folder with train/ and val/ sub-folders; is it the right file?")
     print(f"dataset ready at {root} (train/ and val/ inside)")

@@ -81,7 +81,7 @@ def _shape_distance(name, x, y, rng):
         return _sd_box(u, v, size * 1.1, size * rng.uniform(0.2, 0.3))
     if name in ("dots_h", "dots_v"):
         u, v = _rotate(x, y, jitter + (90.0 if name == "dots_v" else 0.0))
-        radius, step = size * rng.uniform(0.22, 0.27), size * 0.74  # three dots, the outer ones within ``size``
+        radius, step = size * rng.uniform(0.26, 0.3), size * 0.8  # three dots, a visible gap between them
         return np.minimum(np.minimum(_sd_circle(u - step, v, radius), _sd_circle(u, v, radius)),
                           _sd_circle(u + step, v, radius))
     raise ValueError(f"unknown shape class {name!r}; expected one of {CLASSES}")

@@ -4,7 +4,8 @@
 
 Source layout: SRC/train/<wnid>/*.JPEG, and the validation images either in class folders (SRC/val/<wnid>/*)
 or flat (SRC/val/ILSVRC2012_val_00000001.JPEG ...) with a ground-truth file (``val_labels``): Kaggle's
-LOC_val_solution.csv, or a text file of "filename wnid" lines. Output: DST/train/<wnid>/ and DST/val/<wnid>/ as
+LOC_val_solution.csv (its SRC is ILSVRC/Data/CLS-LOC), or a text file of "filename wnid" lines. The devkit's
+ILSVRC2012_validation_ground_truth.txt is refused: its numbers are ILSVRC2012_IDs, not sorted-wnid indices. Output: DST/train/<wnid>/ and DST/val/<wnid>/ as
 symbolic links (default, no extra disk), hard links or copies. Classes and images are picked by a seeded draw, so
 the same arguments give the same subset; a class with too few images is an error, never a smaller subset.
 """
@@ -150,11 +151,11 @@ def build_imagenet_subset(src, dst, num_classes=None, wnids=None, train_per_clas
         picks = np.random.default_rng(seed).choice(len(available), size=num_classes, replace=False)
         chosen = sorted(available[i] for i in picks)
 
+    scratch = check_splits_absent(dst, overwrite)
     # pick everything before writing anything: any shortfall is reported before DST is touched
     val_images = _val_images(src, chosen, val_labels)
     plan = {"train": {w: _choose(_images_in(src / "train" / w), train_per_class, w, "train", seed) for w in chosen},
             "val": {w: _choose(val_images[w], val_per_class, w, "val", seed) for w in chosen}}
-    scratch = check_splits_absent(dst, overwrite)
     with tqdm(total=len(chosen) * (train_per_class + val_per_class), desc=f"subset ({mode})", unit="img") as bar:
         for split in SPLITS:
             for wnid, images in plan[split].items():

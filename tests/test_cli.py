@@ -1,0 +1,74 @@
+"""Command-line smoke tests: each command runs as a user would type it and writes what it promises."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--model", "vit_ti_16", "--image-size", "32", "--patch-size", "8", "--embed-dim", "48", "--depth", "1",
+         "--num-heads", "3", "--batch-size", "16", "--warmup-epochs", "0", "--num-workers", "1", "--device", "CPU"]
+
+
+def run(*args, cwd=None):
+    env = dict(os.environ, GLOG_v="3")
+    done = subprocess.run([sys.executable, "-m", "vit_ms", *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    data, out = base / "sample", base / "run"
+    done = run("make-sample-data", data, "--image-size", "32", "--train-per-class", "8", "--val-per-class", "2")
+    assert "10 classes" in done.stdout
+    run("train", "--data", data, "--output", out, "--epochs", "1", *SMALL)
+    return data, out
+
+
+def test_train_writes_outputs(trained):
+    data, out = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["steps_per_epoch"] == 5
+    assert (out / "model.ckpt").is_file() and (out / "last.ckpt").is_file()
+
+
+def test_eval_writes_report(trained, tmp_path):
+    data, out = trained
+    done = run("eval", "--data", data, "--checkpoint", out / "model.ckpt", "--output", tmp_path, "--num-workers", "1")
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["num_samples"] == 20 and len(report["confusion_matrix"]) == 10
+    assert sum(map(sum, report["confusion_matrix"])) == 20
+    assert f"top-1 {report['top1']:.4f}" in done.stdout
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_predict_prints_top5(trained):
+    data, out = trained
+    image = sorted((data / "val" / "ring").iterdir())[0]
+    done = run("predict", "--checkpoint", out / "model.ckpt", image)
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].endswith(image.name) or str(image) in lines[0]
+    probs = [float(line.split("%")[0]) for line in lines[1:6]]
+    assert len(probs) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 100.01
+
+
+def test_errors_are_clear(tmp_path):
+    env = dict(os.environ, GLOG_v="3")
+    done = subprocess.run([sys.executable, "-m", "vit_ms", "train", "--data", str(tmp_path / "nothing"), *SMALL,
+                           "--output", str(tmp_path / "o")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "nothing" in done.stderr and "train" in done.stderr
+
+
+def test_demo_short(tmp_path):
+    data = tmp_path / "sample"
+    run("make-sample-data", data, "--train-per-class", "8", "--val-per-class", "2")
+    done = run("demo", "--data", data, "--output", tmp_path / "demo", "--epochs", "2", "--num-workers", "1")
+    for name in ("metrics.json", "model.ckpt", "curves.png", "pos_embed_similarity.png", "predictions.png",
+                 "attention.png", "confusion_matrix.png", "eval.json"):
+        assert (tmp_path / "demo" / name).is_file(), name
+        assert str(tmp_path / "demo" / name) in done.stdout
