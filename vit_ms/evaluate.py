@@ -50,7 +50,7 @@ def evaluate(checkpoint, data, split="val", batch_size=32, num_workers=2, device
     names = dataset.class_names if hasattr(dataset, "class_names") else class_names_for(dataset.classes)
     report = dict(checkpoint=str(checkpoint), data=str(data), split=split, num_samples=int(result["count"]),
                   top1=result["top1"], top5=result["top5"], loss=result["loss"], classes=list(dataset.classes),
-                  class_names=list(names), per_class_accuracy=[float(a) for a in result["per_class_accuracy"]],
+                  class_names=list(names), per_class_accuracy=[None if np.isnan(a) else float(a) for a in result["per_class_accuracy"]],
                   confusion_matrix=np.asarray(result["confusion_matrix"]).astype(int).tolist(),
                   skipped=list(getattr(dataset, "skipped", [])))
     if output is not None:
@@ -95,7 +95,7 @@ def _eval_cli(args):
     print(f"{report['num_samples']} images  top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f}")
     width = max(len(n) for n in report["class_names"])
     for name, acc in zip(report["class_names"], report["per_class_accuracy"]):
-        print(f"  {name:<{width}}  {acc:.3f}")
+        print(f"  {name:<{width}}  {'no samples' if acc is None else f'{acc:.3f}'}")
     if args.output:
         print(f"wrote {Path(args.output) / 'eval.json'} and {Path(args.output) / 'confusion_matrix.png'}")
 

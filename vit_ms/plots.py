@@ -1,243 +1,439 @@
-"""Figures for the course (matplotlib). Every function returns the Figure; none calls plt.show().
+"""Figures for the course (matplotlib). Every function returns the Figure and never calls plt.show().
 
-Text in figures is English: matplotlib's default fonts have no Chinese glyphs.
+Figures are made with pyplot (so Jupyter's inline backend shows them) and then drawn only through the
+Figure/Axes methods, which works the same on the Agg backend of a headless machine. Callers close them
+(``plt.close(fig)``) when saving many.
+
+All text in the figures is plain ASCII English: matplotlib's default font (DejaVu Sans) has no Chinese glyphs, and
+the course notebooks are in Chinese, so the figures must not need any.
 """
 import numpy as np
 
+from .data import _positive_int
 
-def _figure(figsize):
+
+
+def _new_figure(figsize, layout=None):
     import matplotlib.pyplot as plt
-    return plt.figure(figsize=figsize)
+    return plt.figure(figsize=figsize, layout=layout)
 
 
 def _as_image(image):
-    """HWC uint8/float array, PIL image or path -> HWC array for imshow."""
+    """A displayable HWC array from a uint8 / float-in-[0, 1] array [H, W, 3|4] or [H, W], a PIL image or a path."""
     if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
         from PIL import Image
         image = Image.open(image).convert("RGB")
     array = np.asarray(image)
-    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"expected an image [H, W, 3] (or a path / PIL image), got shape {array.shape}")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        channels_first = array.ndim == 3 and array.shape[0] in (1, 3)
+        hint = " (channels first? pass image.transpose(1, 2, 0))" if channels_first else ""
+        raise ValueError(f"expected an image [H, W, 3] (uint8, or float in [0, 1]), a PIL image or a path; "
+                         f"got shape {array.shape}{hint}")
+    if array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.floating):
+            raise TypeError(f"an image array must be uint8 or float in [0, 1], got dtype {array.dtype}")
+        low, high = float(np.nanmin(array)), float(np.nanmax(array))
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise ValueError(f"a float image must lie in [0, 1], got values in [{low:.3g}, {high:.3g}]: pass the "
+                             f"uint8 image to display (load_image returns it second), not the normalised model input")
+        array = np.clip(array, 0.0, 1.0)
     return array
 
 
-def plot_patch_grid(image, patch_size=16, show_index=False, ax=None):
-    """The image with the patch grid drawn over it (what PatchEmbed cuts the image into)."""
-    image = _as_image(image)
+def _image_grid(image, patch_size):
+    """(gh, gw) of an image cut into patch_size x patch_size patches; the size must divide evenly, as in PatchEmbed."""
     h, w = image.shape[:2]
+    patch_size = _positive_int(patch_size, "patch_size")
     if h % patch_size or w % patch_size:
         raise ValueError(f"image size {h}x{w} is not divisible by patch_size={patch_size}")
-    fig = ax.figure if ax is not None else _figure((5, 5))
-    ax = ax or fig.add_subplot(1, 1, 1)
+    return h // patch_size, w // patch_size
+
+
+def _outlined():
+    """Path effect that keeps white text readable on any image: a black outline around it."""
+    from matplotlib import patheffects
+    return [patheffects.withStroke(linewidth=1.5, foreground="black")]
+
+
+# ---- patches ----
+
+def plot_patch_grid(image, patch_size=16, ax=None, show_index=False):
+    """The image with the patch grid over it (how PatchEmbed cuts it); show_index numbers the patches 0..N-1 in
+    sequence order (row by row), the order the transformer reads them (token k+1, after the class token)."""
+    image = _as_image(image)
+    gh, gw = _image_grid(image, patch_size)
+    fig = ax.figure if ax is not None else _new_figure((5, 5))
+    ax = ax if ax is not None else fig.add_subplot(1, 1, 1)
     ax.imshow(image)
-    for x in range(0, w + 1, patch_size):
-        ax.axvline(x - 0.5, color="white", lw=0.8)
-    for y in range(0, h + 1, patch_size):
-        ax.axhline(y - 0.5, color="white", lw=0.8)
+    h, w = image.shape[:2]
+    ax.vlines(np.arange(0, w + 1, patch_size) - 0.5, -0.5, h - 0.5, colors="white", linewidth=0.8, alpha=0.9)
+    ax.hlines(np.arange(0, h + 1, patch_size) - 0.5, -0.5, w - 0.5, colors="white", linewidth=0.8, alpha=0.9)
     if show_index:
-        for i in range(h // patch_size):
-            for j in range(w // patch_size):
-                ax.text(j * patch_size + patch_size / 2, i * patch_size + patch_size / 2, str(i * (w // patch_size) + j),
-                        color="yellow", ha="center", va="center", fontsize=6)
-    ax.set_title(f"{h // patch_size} x {w // patch_size} patches of {patch_size} x {patch_size} pixels")
+        fontsize = max(4.0, min(9.0, 90.0 / max(gh, gw)))
+        for k in range(gh * gw):
+            i, j = divmod(k, gw)
+            ax.text((j + 0.5) * patch_size - 0.5, (i + 0.5) * patch_size - 0.5, str(k), color="white",
+                    ha="center", va="center", fontsize=fontsize, path_effects=_outlined())
+    ax.set_title(f"{gh} x {gw} = {gh * gw} patches of {patch_size} x {patch_size} pixels")
     ax.axis("off")
     return fig
 
 
-def plot_patches(image, patch_size=16, max_patches=None):
-    """The patches laid out as the sequence the transformer reads (row by row)."""
+def patch_sequence_mosaic(image, patch_size, num_patches, cols, gap=2):
+    """The first num_patches patches in sequence order, wrapped every ``cols`` patches, ``gap`` white pixels apart.
+    Returns an array of the image's dtype; patch k sits at row k // cols, column k % cols."""
     image = _as_image(image)
-    gh, gw = image.shape[0] // patch_size, image.shape[1] // patch_size
-    n = gh * gw if max_patches is None else min(max_patches, gh * gw)
-    cols = gw
-    rows = -(-n // cols)
-    fig = _figure((cols * 0.45, rows * 0.45 + 0.4))
-    for k in range(n):
-        i, j = divmod(k, gw)
-        ax = fig.add_subplot(rows, cols, k + 1)
-        ax.imshow(image[i * patch_size:(i + 1) * patch_size, j * patch_size:(j + 1) * patch_size])
-        ax.axis("off")
-    fig.suptitle(f"{n} patches in sequence order, each {patch_size}x{patch_size}x{image.shape[2]}")
-    return fig
-
-
-def similarity_mosaic(sim, gap=1):
-    """Tile sim [gh, gw, gh, gw] into one 2-D array: tile (i, j) is sim[i, j]; NaN lines separate the tiles."""
-    sim = np.asarray(sim, dtype=np.float64)
-    if sim.ndim != 4:
-        raise ValueError(f"expected similarities [gh, gw, gh, gw], got shape {sim.shape}")
-    gh, gw = sim.shape[:2]
-    th, tw = sim.shape[2:]
-    mosaic = np.full((gh * (th + gap) - gap, gw * (tw + gap) - gap), np.nan)
-    for i in range(gh):
-        for j in range(gw):
-            mosaic[i * (th + gap):i * (th + gap) + th, j * (tw + gap):j * (tw + gap) + tw] = sim[i, j]
+    gh, gw = _image_grid(image, patch_size)
+    patches = image.reshape(gh, patch_size, gw, patch_size, -1).transpose(0, 2, 1, 3, 4).reshape(
+        gh * gw, patch_size, patch_size, -1)[:num_patches]
+    rows, step = -(-num_patches // cols), patch_size + gap
+    white = 255 if image.dtype == np.uint8 else 1.0
+    mosaic = np.full((rows * step - gap, cols * step - gap, image.shape[2]), white, dtype=image.dtype)
+    for k, patch in enumerate(patches):
+        r, c = divmod(k, cols)
+        mosaic[r * step:r * step + patch_size, c * step:c * step + patch_size] = patch
     return mosaic
 
 
-def _mosaic_axes(ax, sim, vmin, vmax, title):
+def plot_patches(image, patch_size=16, max_patches=None, cols=None):
+    """The patches as the sequence the transformer reads: row by row, wrapped every ``cols`` patches (default
+    twice the grid width, so the wrap does not line up with the image rows), each labelled with its index.
+
+    max_patches: show only the first ones (None: all). Drawn as one image, so 576 patches still render quickly.
+    """
+    image = _as_image(image)
+    gh, gw = _image_grid(image, patch_size)
+    total = gh * gw
+    n = total if max_patches is None else min(_positive_int(max_patches, "max_patches"), total)
+    cols = min(n, 2 * gw) if cols is None else _positive_int(cols, "cols")
+    rows, gap = -(-n // cols), max(1, patch_size // 8)
+    mosaic = patch_sequence_mosaic(image, patch_size, n, cols, gap)
+    cell = min(0.45, 11.0 / cols)  # inches per patch
+    fig = _new_figure((cols * cell + 0.3, rows * cell + 0.7))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(mosaic, interpolation="nearest")
+    step = patch_size + gap
+    fontsize = max(4.0, min(7.0, cell * 16))
+    for k in range(n):
+        r, c = divmod(k, cols)
+        ax.text(c * step + 1, r * step + 1, str(k), color="white", ha="left", va="top", fontsize=fontsize,
+                path_effects=_outlined())
+    ax.axis("off")
+    shown = f"{n} patches" if n == total else f"the first {n} of {total} patches"
+    ax.set_title(f"{shown} in sequence order (row by row), each {patch_size}x{patch_size}x{image.shape[2]} "
+                 f"= {patch_size * patch_size * image.shape[2]} numbers", fontsize=9)
+    return fig
+
+
+# ---- position-embedding similarity (the paper's Figure 7) ----
+
+def similarity_mosaic(sim):
+    """Tile sim [gh, gw, th, tw] into one array [gh*th, gw*tw]: tile (i, j) is sim[i, j]."""
+    sim = np.asarray(sim, dtype=np.float64)
+    if sim.ndim != 4:
+        raise ValueError(f"expected similarities [gh, gw, gh, gw] (from pos_embed_similarity), got shape {sim.shape}")
     gh, gw, th, tw = sim.shape
+    return sim.transpose(0, 2, 1, 3).reshape(gh * th, gw * tw)
+
+
+def _checked_similarities(sims):
+    checked = []
+    for sim in sims:
+        sim = np.asarray(sim, dtype=np.float64)
+        if sim.ndim != 4 or sim.shape[:2] != sim.shape[2:]:
+            raise ValueError(f"expected similarities [gh, gw, gh, gw] (from pos_embed_similarity), "
+                             f"got shape {sim.shape}")
+        if not np.isfinite(sim).all() or sim.min() < -1 - 1e-6 or sim.max() > 1 + 1e-6:
+            raise ValueError(f"cosine similarities must be finite and in [-1, 1], got values in "
+                             f"[{np.nanmin(sim):.3g}, {np.nanmax(sim):.3g}]")
+        checked.append(sim)
+    return checked
+
+
+def similarity_color_range(sims):
+    """(vmin, 1.0) for the colour bar: from the lowest similarity shown (rounded down to 0.1) up to 1.
+
+    Self-similarity, 1, is always the top colour. Starting at the data's minimum rather than at -1 spends the
+    colours on the values present: a 2-D sin-cos embedding only spans about [0.6, 1], and on a -1..1 scale its
+    structure would be one flat yellow. Side-by-side mosaics share the range, so their colours compare directly.
+    """
+    low = min(float(s.min()) for s in _checked_similarities(sims))
+    return max(-1.0, min(np.floor(low * 10) / 10, 0.9)), 1.0
+
+
+def _draw_similarity(ax, sim, title, vmin, vmax):
+    """One Figure-7 mosaic on ax: a single imshow, white lines between tiles, 1-based patch row/column ticks."""
+    gh, gw = sim.shape[:2]
     image = ax.imshow(similarity_mosaic(sim), cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
-    ax.set_xticks([j * (tw + 1) + tw / 2 - 0.5 for j in range(gw)], [str(j + 1) for j in range(gw)], fontsize=6)
-    ax.set_yticks([i * (th + 1) + th / 2 - 0.5 for i in range(gh)], [str(i + 1) for i in range(gh)], fontsize=6)
+    height, width = gh * gh, gw * gw
+    linewidth = 0.8 if max(gh, gw) <= 16 else 0.5
+    ax.vlines(np.arange(1, gw) * gw - 0.5, -0.5, height - 0.5, colors="white", linewidth=linewidth)
+    ax.hlines(np.arange(1, gh) * gh - 0.5, -0.5, width - 0.5, colors="white", linewidth=linewidth)
+    every = max(1, -(-max(gh, gw) // 16))  # at most ~16 tick labels per axis
+    cols, rows = np.arange(0, gw, every), np.arange(0, gh, every)
+    ax.set_xticks(cols * gw + gw / 2 - 0.5, [str(j + 1) for j in cols], fontsize=7)
+    ax.set_yticks(rows * gh + gh / 2 - 0.5, [str(i + 1) for i in rows], fontsize=7)
+    ax.tick_params(length=0)
     ax.set_xlabel("Input patch column")
     ax.set_ylabel("Input patch row")
-    ax.tick_params(length=0)
-    for side in ax.spines.values():
-        side.set_visible(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     if title:
         ax.set_title(title)
     return image
 
 
 def plot_pos_embed_similarity(sim, title=None):
-    """The paper's Figure 7: one small map per patch (its cosine similarity to every patch), one colour bar.
+    """The paper's Figure 7: for each patch (i, j), a small map of the cosine similarity of its position embedding
+    to every patch's, placed at (i, j) in a gh x gw grid of maps. sim: [gh, gw, gh, gw] from pos_embed_similarity.
 
-    The colour range is [-1, 1] when the data has negative values, else [0, 1] — the same scale for every tile.
+    One imshow of the tiled maps (similarity_mosaic), so 24 x 24 grids draw as fast as 8 x 8. The colour bar runs
+    from the lowest similarity up to 1 (see similarity_color_range; the paper's figure uses -1..1).
     """
-    sim = np.asarray(sim)
-    vmin = -1.0 if np.nanmin(sim) < 0 else 0.0
-    fig = _figure((6.2, 5.5))
+    (sim,) = _checked_similarities([sim])
+    fig = _new_figure((6.4, 5.6))
     ax = fig.add_subplot(1, 1, 1)
-    image = _mosaic_axes(ax, sim, vmin, 1.0, title or "Position embedding similarity")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="Cosine similarity")
+    image = _draw_similarity(ax, sim, title or "Position embedding similarity", *similarity_color_range([sim]))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="Cosine similarity")
     return fig
 
 
 def plot_pos_embed_comparison(sims):
-    """Side-by-side similarity mosaics ({title: sim}) on one shared colour scale."""
-    if not sims:
-        raise ValueError("plot_pos_embed_comparison needs at least one {title: similarity} entry")
-    vmin = -1.0 if min(np.nanmin(s) for s in sims.values()) < 0 else 0.0
-    fig = _figure((5.2 * len(sims) + 0.8, 5))
+    """Side-by-side Figure-7 mosaics, {title: sim [gh, gw, gh, gw]}, on one colour scale with one shared colour bar
+    (the grids may differ in size)."""
+    if not isinstance(sims, dict) or not sims:
+        raise ValueError(f"plot_pos_embed_comparison needs a non-empty dict {{title: similarity}}, "
+                         f"got {type(sims).__name__}")
+    values = _checked_similarities(sims.values())
+    vmin, vmax = similarity_color_range(values)
+    fig = _new_figure((4.6 * len(sims) + 1.0, 4.9))
     axes = [fig.add_subplot(1, len(sims), k + 1) for k in range(len(sims))]
-    for ax, (title, sim) in zip(axes, sims.items()):
-        image = _mosaic_axes(ax, np.asarray(sim), vmin, 1.0, title)
+    for ax, title, sim in zip(axes, sims, values):
+        image = _draw_similarity(ax, sim, str(title), vmin, vmax)
     fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02, label="Cosine similarity")
     return fig
 
 
-def attention_rollout(attn_maps):
-    """Attention rollout (Abnar & Zuidema, 2020): multiply the per-layer attention, heads averaged, with the
-    residual path added (0.5 A + 0.5 I, rows renormalised). attn_maps: list of [heads, T, T] or [1, heads, T, T].
-    Returns [T, T]; row 0 is how much the class token draws from each token through the whole network."""
-    result = None
-    for attn in attn_maps:
-        attn = np.asarray(attn, dtype=np.float64)
+# ---- attention ----
+
+def _attention_layers(attn_maps):
+    """List of [heads, T, T] float64 arrays from a list of [heads, T, T] or [1, heads, T, T] (NumPy or Tensors)."""
+    if attn_maps is None or len(attn_maps) == 0:
+        raise ValueError("expected a non-empty list of attention maps, one [heads, T, T] per block")
+    layers = []
+    for i, attn in enumerate(attn_maps):
+        attn = np.asarray(attn.asnumpy() if hasattr(attn, "asnumpy") else attn, dtype=np.float64)
         if attn.ndim == 4:
             if attn.shape[0] != 1:
-                raise ValueError(f"attention rollout takes one image, got a batch of {attn.shape[0]}")
+                raise ValueError(f"attention maps are drawn for one image: block {i} has a batch of {attn.shape[0]} "
+                                 f"(pass [m[k] for m in maps] to pick image k)")
             attn = attn[0]
         if attn.ndim != 3 or attn.shape[1] != attn.shape[2]:
-            raise ValueError(f"expected attention maps [heads, T, T], got shape {attn.shape}")
+            raise ValueError(f"block {i}: expected attention [heads, T, T] or [1, heads, T, T], got {attn.shape}")
+        if layers and attn.shape[1:] != layers[0].shape[1:]:
+            raise ValueError(f"block {i} has {attn.shape[1]} tokens but block 0 has {layers[0].shape[1]}")
+        sums = attn.sum(axis=-1)
+        if (attn < -1e-6).any() or not np.allclose(sums, 1.0, atol=1e-2):
+            raise ValueError(f"block {i}: attention rows must be softmax weights (>= 0, summing to 1), got row sums "
+                             f"in [{sums.min():.3g}, {sums.max():.3g}]: pass attention probabilities, not scores")
+        layers.append(attn)
+    return layers
+
+
+def attention_rollout(attn_maps):
+    """Attention rollout (Abnar & Zuidema, 2020) through all the given blocks, [T, T].
+
+    Per block: average the heads, add the residual connection as the identity, A' = 0.5 A + 0.5 I, and renormalise
+    the rows; then chain the blocks, R = A'_L ... A'_2 A'_1. Row 0 of R is how much the class token at the output
+    draws, through every path in the network, on each input token. attn_maps: list of [heads, T, T] or
+    [1, heads, T, T], as model.attention_maps gives. Every row of R sums to 1.
+    """
+    rollout = None
+    for attn in _attention_layers(attn_maps):
         a = 0.5 * attn.mean(axis=0) + 0.5 * np.eye(attn.shape[-1])
         a /= a.sum(axis=-1, keepdims=True)
-        result = a if result is None else a @ result
-    if result is None:
-        raise ValueError("attention_rollout needs at least one layer of attention maps")
-    return result
+        rollout = a if rollout is None else a @ rollout
+    return rollout
 
 
-def plot_attention_maps(image, attn_maps, layers=None):
-    """How the class token attends to the patches: chosen layers (mean over heads) and the rollout over all."""
+def _token_grid(num_tokens, grid_size):
+    patches = num_tokens - 1  # the class token comes first
+    if grid_size is None:
+        side = int(round(np.sqrt(patches)))
+        if side * side != patches:
+            raise ValueError(f"{num_tokens} tokens is not 1 + a square number of patches: pass grid_size=(gh, gw)")
+        return side, side
+    gh, gw = (grid_size, grid_size) if np.isscalar(grid_size) else tuple(grid_size)
+    if gh * gw != patches:
+        raise ValueError(f"grid_size {gh}x{gw} = {gh * gw} patches, but the attention has {patches} patch tokens")
+    return gh, gw
+
+
+def plot_attention_maps(image, attn_maps, layers=None, grid_size=None):
+    """Where the class token looks: for chosen blocks (0-based indices as in model.blocks; default first, middle,
+    last) its attention to each patch, averaged over heads, and the attention rollout through all blocks. Each map
+    is upsampled (bilinear) over the image and scaled to its own maximum.
+
+    attn_maps: list over blocks of [heads, T, T] or [1, heads, T, T] (model.attention_maps(x) for one image).
+    """
     image = _as_image(image)
-    maps = [np.asarray(a)[0] if np.asarray(a).ndim == 4 else np.asarray(a) for a in attn_maps]
-    tokens = maps[0].shape[-1] - 1
-    side = int(round(np.sqrt(tokens)))
-    if side * side != tokens:
-        raise ValueError(f"expected 1 + a square number of tokens, got {tokens + 1}")
+    maps = _attention_layers(attn_maps)
+    gh, gw = _token_grid(maps[0].shape[-1], grid_size)
     depth = len(maps)
-    layers = layers if layers is not None else sorted({0, depth // 2, depth - 1})
-    panels = [(f"layer {i + 1}", maps[i].mean(axis=0)[0, 1:]) for i in layers]
-    panels.append(("rollout (all layers)", attention_rollout(maps)[0, 1:]))
-    fig = _figure((2.6 * (len(panels) + 1), 2.9))
+    layers = sorted({0, depth // 2, depth - 1}) if layers is None else list(layers)
+    bad = [i for i in layers if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < depth]
+    if bad or not layers:
+        raise ValueError(f"layers must be block indices in [0, {depth - 1}], got {layers}")
+    panels = [(f"block {i}" + (" (last)" if i == depth - 1 else ""), maps[i].mean(axis=0)[0, 1:]) for i in layers]
+    panels.append((f"rollout ({depth} blocks)", attention_rollout(maps)[0, 1:]))
+    fig = _new_figure((2.5 * (len(panels) + 1), 3.0))
     ax = fig.add_subplot(1, len(panels) + 1, 1)
     ax.imshow(image)
-    ax.set_title("input")
+    ax.set_title("input", fontsize=10)
     ax.axis("off")
     h, w = image.shape[:2]
     for k, (title, weights) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels) + 1, k + 2)
         ax.imshow(image)
-        ax.imshow(weights.reshape(side, side), cmap="inferno", alpha=0.6, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
-                  interpolation="bilinear")
-        ax.set_title(title)
+        ax.imshow(weights.reshape(gh, gw), cmap="inferno", alpha=0.6, vmin=0, vmax=max(weights.max(), 1e-12),
+                  extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="bilinear")
+        ax.set_title(title, fontsize=10)
         ax.axis("off")
-    fig.suptitle("Class-token attention to patches")
+    fig.suptitle("Class-token attention to the patches (mean over heads; each map coloured from 0 to its maximum)",
+                 fontsize=10)
+    fig.tight_layout()
     return fig
 
 
+# ---- training and evaluation ----
+
+def _series(history, key):
+    return np.array([h.get(key, np.nan) for h in history], dtype=np.float64)
+
+
 def plot_training_curves(history):
-    """Loss, accuracy and learning rate per epoch from train()'s history (list of per-epoch dicts)."""
-    if not history:
-        raise ValueError("plot_training_curves needs a non-empty history (one dict per epoch)")
-    epochs = [h["epoch"] for h in history]
-    fig = _figure((13, 3.6))
-    ax = fig.add_subplot(1, 3, 1)
-    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    if "val_loss" in history[0]:
-        ax.plot(epochs, [h["val_loss"] for h in history], "s-", label="val")
-    ax.set(title="Loss", xlabel="epoch")
+    """Loss, accuracy and learning rate per epoch from a training history (a list of per-epoch dicts with
+    epoch, train_loss and optionally val_loss, train_top1, val_top1, val_top5, lr, as train() records)."""
+    if not history or not all(isinstance(h, dict) for h in history):
+        raise ValueError("plot_training_curves needs a non-empty list of per-epoch dicts")
+    missing = [k for k in ("epoch", "train_loss") if any(k not in h for h in history)]
+    if missing:
+        raise ValueError(f"every history entry needs the keys 'epoch' and 'train_loss'; missing: {missing}")
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    epochs = _series(history, "epoch")
+    has = {key: not np.isnan(_series(history, key)).all() for key in
+           ("val_loss", "train_top1", "val_top1", "val_top5", "lr")}
+    panels = ["loss"] + (["accuracy"] if has["train_top1"] or has["val_top1"] or has["val_top5"] else []) + \
+             (["lr"] if has["lr"] else [])
+    fig = _new_figure((4.3 * len(panels), 3.5))
+    axes = {name: fig.add_subplot(1, len(panels), k + 1) for k, name in enumerate(panels)}
+    marker = "o-" if len(history) <= 30 else "-"
+    ax = axes["loss"]
+    ax.plot(epochs, _series(history, "train_loss"), marker, label="train")
+    if has["val_loss"]:
+        ax.plot(epochs, _series(history, "val_loss"), marker, label="val")
+    ax.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
     ax.legend()
-    ax = fig.add_subplot(1, 3, 2)
-    for key, label in (("val_top1", "val top-1"), ("val_top5", "val top-5")):
-        if key in history[0]:
-            ax.plot(epochs, [h[key] for h in history], "o-", label=label)
-    ax.set(title="Accuracy", xlabel="epoch", ylim=(0, 1.02))
-    ax.legend()
-    ax = fig.add_subplot(1, 3, 3)
-    ax.plot(epochs, [h["lr"] for h in history], "o-")
-    ax.set(title="Learning rate (end of epoch)", xlabel="epoch")
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    if "accuracy" in axes:
+        ax = axes["accuracy"]
+        for key, label in (("train_top1", "train top-1"), ("val_top1", "val top-1"), ("val_top5", "val top-5")):
+            if has[key]:
+                ax.plot(epochs, _series(history, key), marker, label=label)
+        ax.set(title="Accuracy", xlabel="epoch", ylim=(0, 1.02))
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.legend()
+    if "lr" in axes:
+        ax = axes["lr"]
+        ax.plot(epochs, _series(history, "lr"), marker)
+        ax.set(title="Learning rate (end of epoch)", xlabel="epoch")
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    for ax in axes.values():
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
 def plot_confusion_matrix(cm, class_names, normalize=True):
-    """Rows: true class, columns: predicted class; normalised per row (recall) by default."""
+    """Rows: true class, columns: predicted class. normalize=True divides each row by its count (so the diagonal
+    is the per-class accuracy; a class with no samples stays an all-zero row). Cell values are written for up to
+    20 classes, class names for up to 60."""
     cm = np.asarray(cm, dtype=np.float64)
-    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(class_names):
-        raise ValueError(f"expected a square confusion matrix matching {len(class_names)} class names, "
-                         f"got shape {cm.shape}")
-    values = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     n = len(class_names)
-    fig = _figure((max(4, 0.5 * n + 2), max(3.5, 0.5 * n + 1.5)))
+    if cm.ndim != 2 or cm.shape != (n, n):
+        raise ValueError(f"expected a confusion matrix [{n}, {n}] for {n} class names, got shape {cm.shape}")
+    totals = cm.sum(axis=1, keepdims=True)
+    values = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0) if normalize else cm
+    side = min(12.0, max(4.0, 0.45 * n + 2))
+    fig = _new_figure((side + 1.0, side))
     ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-    ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n), class_names, fontsize=8)
-    ax.set(xlabel="Predicted", ylabel="True", title="Confusion matrix" + (" (row-normalised)" if normalize else ""))
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else max(values.max(), 1))
+    if n <= 60:
+        ax.set_xticks(range(n), [str(c) for c in class_names], rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(n), [str(c) for c in class_names], fontsize=8)
+    ax.set(xlabel="Predicted class", ylabel="True class",
+           title="Confusion matrix" + (" (each row divided by its count)" if normalize else " (counts)"))
     if n <= 20:
-        for i in range(n):
-            for j in range(n):
-                if cm[i, j]:
-                    ax.text(j, i, f"{values[i, j]:.2f}" if normalize else f"{int(cm[i, j])}", ha="center",
-                            va="center", fontsize=7, color="white" if values[i, j] > 0.5 * values.max() else "black")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        top = values.max() if values.max() > 0 else 1
+        for i, j in zip(*np.nonzero(cm)):
+            ax.text(j, i, f"{values[i, j]:.2f}" if normalize else f"{int(cm[i, j])}", ha="center", va="center",
+                    fontsize=7, color="white" if values[i, j] > 0.5 * top else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class" if normalize else "count")
     fig.tight_layout()
     return fig
 
 
-def plot_predictions(images, topk, class_names=None, labels=None, k=3, cols=4):
-    """Images with their top-k predictions. topk: per image a list of (name, prob) (as predict() returns) or a
-    probability vector; labels: true class indices (title green when top-1 is right, red otherwise)."""
-    if len(images) != len(topk):
-        raise ValueError(f"got {len(images)} images but {len(topk)} predictions")
+def _topk_names(pred, class_names, k):
+    """[(name, prob)] of the k best from a probability vector [C] or an already ranked [(name, prob), ...]."""
+    if len(pred) and isinstance(pred[0], (tuple, list)):
+        return [(str(name), float(p)) for name, p in pred[:k]]
+    probs = np.asarray(pred, dtype=np.float64)
+    if class_names is None or probs.ndim != 1 or len(probs) != len(class_names):
+        raise ValueError(f"a probability vector needs one class name per class: got probabilities of shape "
+                         f"{probs.shape} and {None if class_names is None else len(class_names)} class names")
+    order = np.argsort(-probs, kind="stable")[:k]  # ties: the lower class index first, as in metrics
+    return [(str(class_names[i]), float(probs[i])) for i in order]
+
+
+def plot_predictions(images, probs_or_topk, class_names=None, labels=None, k=3, cols=4):
+    """A grid of images, each titled with its top-k classes and probabilities.
+
+    probs_or_topk: per image a probability vector [C] (an array [N, C] works) or a ranked list of (name, prob)
+    as evaluate.predict returns. labels: true class indices into class_names; the true class is written under
+    each image, green with "correct" when the top-1 prediction is it, red with "wrong" otherwise.
+    """
+    if len(images) != len(probs_or_topk):
+        raise ValueError(f"got {len(images)} images but {len(probs_or_topk)} predictions")
+    if len(images) == 0:
+        raise ValueError("plot_predictions needs at least one image")
+    if labels is not None:
+        if class_names is None:
+            raise ValueError("labels are class indices: pass class_names too")
+        if len(labels) != len(images):
+            raise ValueError(f"got {len(images)} images but {len(labels)} labels")
+        bad = [int(y) for y in labels if not 0 <= int(y) < len(class_names)]
+        if bad:
+            raise ValueError(f"labels must be indices in [0, {len(class_names) - 1}], got {bad[:5]}")
+    k = _positive_int(k, "k")
+    cols = min(_positive_int(cols, "cols"), len(images))
     rows = -(-len(images) // cols)
-    fig = _figure((3 * cols, 3.2 * rows))
-    for n, (image, pred) in enumerate(zip(images, topk)):
-        if not isinstance(pred[0], tuple):  # a probability vector
-            order = np.argsort(-np.asarray(pred), kind="stable")[:k]
-            pred = [(class_names[i], float(pred[i])) for i in order]
+    fig = _new_figure((2.6 * cols, (2.9 + 0.15 * k) * rows), layout="constrained")
+    for n, (image, pred) in enumerate(zip(images, probs_or_topk)):
+        top = _topk_names(pred, class_names, k)
         ax = fig.add_subplot(rows, cols, n + 1)
         ax.imshow(_as_image(image))
-        ax.axis("off")
-        text = "\n".join(f"{name} {p:.0%}" for name, p in pred[:k])
-        color = "black"
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title("\n".join(f"{name}  {p:.1%}" for name, p in top), fontsize=8)
         if labels is not None:
-            truth = class_names[labels[n]]
-            color = "green" if pred[0][0] == truth else "red"
-            text = f"true: {truth}\n" + text
-        ax.set_title(text, fontsize=8, color=color)
-    fig.tight_layout()
+            truth = str(class_names[int(labels[n])])
+            right = top[0][0] == truth
+            ax.set_xlabel(f"true: {truth} ({'correct' if right else 'wrong'})", fontsize=8,
+                          color="green" if right else "red", fontweight="bold")
+            for spine in ax.spines.values():
+                spine.set_edgecolor("green" if right else "red")
+                spine.set_linewidth(2)
     return fig

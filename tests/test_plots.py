@@ -1,0 +1,285 @@
+"""Figures: what each one draws (axes, image data, texts), the tiling helpers, attention rollout, PNG output."""
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+
+from vit_ms.plots import (attention_rollout, patch_sequence_mosaic, plot_attention_maps,  # noqa: E402
+                          plot_confusion_matrix, plot_patch_grid, plot_patches, plot_pos_embed_comparison,
+                          plot_pos_embed_similarity, plot_predictions, plot_training_curves, similarity_color_range,
+                          similarity_mosaic)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def patch_image(grid=4, patch=8):
+    """uint8 [grid*patch, grid*patch, 3] where every pixel of patch k (row-major) has the value 10 * k."""
+    values = (10 * np.arange(grid * grid, dtype=np.uint8)).reshape(grid, grid)
+    return np.repeat(np.repeat(values, patch, axis=0), patch, axis=1)[:, :, None].repeat(3, axis=2)
+
+
+def random_sim(grid, seed=0):
+    pe = np.random.default_rng(seed).normal(size=(grid * grid, 16))
+    pe /= np.linalg.norm(pe, axis=1, keepdims=True)
+    return (pe @ pe.T).reshape(grid, grid, grid, grid)
+
+
+def softmax_attention(blocks, heads, tokens, seed=0):
+    rng = np.random.default_rng(seed)
+    maps = []
+    for _ in range(blocks):
+        scores = rng.normal(size=(1, heads, tokens, tokens)) * 2
+        e = np.exp(scores - scores.max(-1, keepdims=True))
+        maps.append(e / e.sum(-1, keepdims=True))
+    return maps
+
+
+def texts_in(fig):
+    """Every string drawn in the figure (tick labels included once it has been drawn); the minus sign of tick
+    labels (U+2212, in every default font) counts as "-"."""
+    return [t.get_text().replace("\u2212", "-") for t in fig.findobj(Text) if t.get_text()]
+
+
+# ---- tiling helpers ----
+
+def test_similarity_mosaic_puts_each_map_at_its_tile():
+    sim = np.random.default_rng(0).normal(size=(3, 4, 5, 2))  # all sizes different: a swapped axis would show
+    mosaic = similarity_mosaic(sim)
+    assert mosaic.shape == (15, 8)
+    for i in range(3):
+        for j in range(4):
+            np.testing.assert_array_equal(mosaic[i * 5:(i + 1) * 5, j * 2:(j + 1) * 2], sim[i, j])
+    with pytest.raises(ValueError, match=r"\[gh, gw, gh, gw\]"):
+        similarity_mosaic(sim[0])
+
+
+def test_patch_sequence_mosaic_orders_patches_row_by_row():
+    image = patch_image(grid=4, patch=8)
+    mosaic = patch_sequence_mosaic(image, 8, num_patches=6, cols=4, gap=2)
+    assert mosaic.shape == (2 * 10 - 2, 4 * 10 - 2, 3) and mosaic.dtype == np.uint8
+    for k in range(6):
+        r, c = divmod(k, 4)
+        tile = mosaic[r * 10:r * 10 + 8, c * 10:c * 10 + 8]
+        assert (tile == 10 * k).all(), f"patch {k}"
+    assert (mosaic[8:10] == 255).all() and (mosaic[:, 8:10] == 255).all()  # white gaps
+    assert (mosaic[10:, 20:] == 255).all()  # slots after the 6th patch stay empty
+
+
+def test_similarity_color_range():
+    assert similarity_color_range([np.full((2, 2, 2, 2), 0.66)]) == (0.6, 1.0)
+    assert similarity_color_range([np.full((2, 2, 2, 2), 0.7), np.full((1, 1, 1, 1), -0.35)]) == (-0.4, 1.0)
+    assert similarity_color_range([np.ones((2, 2, 2, 2))]) == (0.9, 1.0)  # never an empty range
+    with pytest.raises(ValueError, match=r"in \[-1, 1\]"):
+        similarity_color_range([np.full((2, 2, 2, 2), 1.5)])
+
+
+# ---- attention rollout ----
+
+def test_rollout_of_identity_attention_is_the_identity():
+    eye = np.broadcast_to(np.eye(5), (3, 5, 5))
+    np.testing.assert_allclose(attention_rollout([eye] * 4), np.eye(5))
+
+
+def test_rollout_by_hand_two_tokens():
+    # block 1: both tokens attend to token 0; block 2: both attend to token 1 (two heads that average to it)
+    a1 = np.array([[[1.0, 0.0], [1.0, 0.0]]])
+    a2 = np.array([[[0.0, 1.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]]])
+    # with the residual: A1' = [[1, 0], [.5, .5]], A2' = [[.5, .5], [0, 1]]; rollout = A2' @ A1'
+    np.testing.assert_allclose(attention_rollout([a1, a2]), [[0.75, 0.25], [0.5, 0.5]])
+    np.testing.assert_allclose(attention_rollout([a1]), [[1.0, 0.0], [0.5, 0.5]])
+    # heads are averaged: heads "all to 0" and "all to 1" make uniform attention
+    np.testing.assert_allclose(attention_rollout([np.concatenate([a1, a2[:1]])]), [[0.75, 0.25], [0.25, 0.75]])
+
+
+def test_rollout_rows_sum_to_one_and_batch_of_one_is_accepted():
+    maps = softmax_attention(blocks=6, heads=3, tokens=17)
+    rollout = attention_rollout(maps)  # [1, heads, T, T] each
+    assert rollout.shape == (17, 17)
+    np.testing.assert_allclose(rollout.sum(axis=1), 1.0)
+    np.testing.assert_allclose(attention_rollout([m[0] for m in maps]), rollout)
+
+
+@pytest.mark.parametrize("maps, match", [
+    ([], "non-empty list"),
+    ([np.ones((2, 2, 5, 5)) / 5], "batch of 2"),
+    ([np.ones((2, 5, 4)) / 4], r"\[heads, T, T\]"),
+    ([np.ones((2, 5, 5)) / 5, np.ones((2, 6, 6)) / 6], "block 1 has 6 tokens but block 0 has 5"),
+    ([np.ones((2, 5, 5))], "softmax weights"),
+])
+def test_rollout_rejects_bad_maps(maps, match):
+    with pytest.raises(ValueError, match=match):
+        attention_rollout(maps)
+
+
+# ---- figures ----
+
+def test_patch_grid_lines_and_indices():
+    image = patch_image(grid=4, patch=8)
+    fig = plot_patch_grid(image, patch_size=8, show_index=True)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.get_images()[0].get_array(), image)
+    vertical, horizontal = ax.collections
+    assert len(vertical.get_segments()) == 5 and len(horizontal.get_segments()) == 5  # 4 patches need 5 lines
+    numbers = {t.get_text(): t.get_position() for t in ax.texts}
+    assert sorted(numbers, key=int) == [str(k) for k in range(16)]
+    assert numbers["6"] == (2 * 8 + 3.5, 1 * 8 + 3.5)  # patch 6 = row 1, column 2, label at its centre
+    assert ax.get_xlim() == (-0.5, 31.5)  # the lines do not widen the view
+
+    _, axes = plt.subplots(1, 2)
+    assert plot_patch_grid(image, 8, ax=axes[1]) is axes[1].figure and len(axes[1].get_images()) == 1
+
+
+def test_plot_patches_shows_the_sequence():
+    image = patch_image(grid=4, patch=8)
+    fig = plot_patches(image, patch_size=8)
+    (ax,) = fig.axes
+    (shown,) = ax.get_images()
+    np.testing.assert_array_equal(shown.get_array(), patch_sequence_mosaic(image, 8, 16, cols=8, gap=1))
+    assert sorted((t.get_text() for t in ax.texts), key=int) == [str(k) for k in range(16)]
+    fig = plot_patches(image, patch_size=8, max_patches=5)
+    assert len(fig.axes[0].texts) == 5 and "first 5 of 16" in fig.axes[0].get_title()
+
+
+@pytest.mark.parametrize("image, match", [
+    (np.zeros((30, 32, 3), np.uint8), "not divisible by patch_size=8"),
+    (np.zeros((3, 32, 32), np.uint8), "channels first"),
+    (np.full((32, 32, 3), 2.5, np.float32), "float image must lie in"),
+])
+def test_bad_images_are_rejected(image, match):
+    with pytest.raises(ValueError, match=match):
+        plot_patch_grid(image, 8)
+
+
+@pytest.mark.parametrize("grid", [8, 14, 24])
+def test_similarity_figure_is_one_mosaic_image_and_fast(grid, tmp_path):
+    sim = random_sim(grid)
+    start = time.perf_counter()
+    fig = plot_pos_embed_similarity(sim, title="test")
+    fig.savefig(tmp_path / "sim.png", dpi=100)
+    assert time.perf_counter() - start < 3.0
+    assert len(fig.axes) == 2  # the mosaic and its colour bar
+    ax = fig.axes[0]
+    (mosaic,) = ax.get_images()
+    np.testing.assert_allclose(mosaic.get_array(), similarity_mosaic(sim))
+    assert mosaic.get_clim() == similarity_color_range([sim])
+    assert ax.get_xlabel() == "Input patch column" and ax.get_ylabel() == "Input patch row"
+    assert fig.axes[1].get_ylabel() == "Cosine similarity"
+    assert len(ax.collections[0].get_segments()) == grid - 1  # separators between the tiles
+
+
+def test_comparison_shares_one_colour_scale():
+    sims = {"a": random_sim(4), "b": np.clip(random_sim(6, seed=1), 0.2, 1.0), "c": random_sim(4, seed=2)}
+    fig = plot_pos_embed_comparison(sims)
+    assert len(fig.axes) == 4  # three mosaics + one colour bar
+    clims = {ax.get_images()[0].get_clim() for ax in fig.axes[:3]}
+    assert clims == {similarity_color_range(list(sims.values()))}
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
+    np.testing.assert_allclose(fig.axes[1].get_images()[0].get_array(), similarity_mosaic(sims["b"]))
+    with pytest.raises(ValueError, match="non-empty dict"):
+        plot_pos_embed_comparison({})
+    with pytest.raises(ValueError, match=r"\[gh, gw, gh, gw\]"):
+        plot_pos_embed_comparison({"bad": np.zeros((4, 4, 2, 2))})
+
+
+def test_attention_maps_show_the_class_token_row():
+    maps = softmax_attention(blocks=8, heads=2, tokens=17)  # 4 x 4 patches + class token
+    image = patch_image(grid=4, patch=8)
+    fig = plot_attention_maps(image, maps)
+    assert len(fig.axes) == 1 + 3 + 1  # input, blocks 0, 4, 7, rollout
+    assert [ax.get_title() for ax in fig.axes[1:]] == ["block 0", "block 4", "block 7 (last)", "rollout (8 blocks)"]
+    for ax, block in zip(fig.axes[1:4], (0, 4, 7)):
+        background, heat = ax.get_images()
+        np.testing.assert_allclose(heat.get_array(), maps[block][0].mean(axis=0)[0, 1:].reshape(4, 4))
+        assert heat.get_extent() == [-0.5, 31.5, 31.5, -0.5]  # stretched over the whole image
+    np.testing.assert_allclose(fig.axes[4].get_images()[1].get_array(), attention_rollout(maps)[0, 1:].reshape(4, 4))
+    assert len(plot_attention_maps(image, maps, layers=[2]).axes) == 3
+    with pytest.raises(ValueError, match=r"block indices in \[0, 7\]"):
+        plot_attention_maps(image, maps, layers=[8])
+    wide = softmax_attention(blocks=2, heads=1, tokens=1 + 2 * 4)
+    with pytest.raises(ValueError, match="grid_size"):
+        plot_attention_maps(image, wide)
+    assert len(plot_attention_maps(image[:16], wide, grid_size=(2, 4)).axes) == 4
+
+
+def test_training_curves():
+    history = [dict(epoch=e, train_loss=2.0 / e, val_loss=2.5 / e, val_top1=0.1 * e, val_top5=0.2 * e,
+                    lr=1e-3 / e) for e in (1, 2, 3)]
+    fig = plot_training_curves(history)
+    loss, accuracy, lr = fig.axes
+    assert [line.get_label() for line in loss.lines] == ["train", "val"]
+    np.testing.assert_allclose(loss.lines[1].get_ydata(), [2.5, 1.25, 2.5 / 3])
+    np.testing.assert_allclose(accuracy.lines[1].get_ydata(), [0.2, 0.4, 0.6])
+    np.testing.assert_allclose(lr.lines[0].get_xdata(), [1, 2, 3])
+    minimal = plot_training_curves([dict(epoch=1, train_loss=1.0), dict(epoch=2, train_loss=0.5)])
+    assert len(minimal.axes) == 1  # nothing to draw in the accuracy and lr panels
+    with pytest.raises(ValueError, match="non-empty list"):
+        plot_training_curves([])
+    with pytest.raises(ValueError, match=r"missing: \['train_loss'\]"):
+        plot_training_curves([dict(epoch=1, val_top1=0.5)])
+
+
+def test_confusion_matrix_figure():
+    cm = np.array([[2, 0, 0], [1, 3, 0], [0, 0, 0]])
+    fig = plot_confusion_matrix(cm, ["cat", "dog", "fox"])
+    assert len(fig.axes) == 2
+    np.testing.assert_allclose(fig.axes[0].get_images()[0].get_array(), [[1, 0, 0], [0.25, 0.75, 0], [0, 0, 0]])
+    assert {t.get_text() for t in fig.axes[0].texts} == {"1.00", "0.25", "0.75"}
+    counts = plot_confusion_matrix(cm, ["cat", "dog", "fox"], normalize=False)
+    np.testing.assert_array_equal(counts.axes[0].get_images()[0].get_array(), cm)
+    with pytest.raises(ValueError, match=r"\[2, 2\] for 2 class names, got shape \(3, 3\)"):
+        plot_confusion_matrix(cm, ["cat", "dog"])
+
+
+def test_predictions_titles_and_colours():
+    names = ["cat", "dog", "fox", "owl"]
+    probs = np.array([[0.1, 0.6, 0.2, 0.1],
+                      [0.5, 0.1, 0.1, 0.3]])
+    images = [patch_image(2, 8), patch_image(2, 8)]
+    fig = plot_predictions(images, probs, names, labels=[1, 3], k=2)
+    first, second = fig.axes
+    assert first.get_title() == "dog  60.0%\nfox  20.0%"
+    assert second.get_title() == "cat  50.0%\nowl  30.0%"
+    assert first.xaxis.label.get_text() == "true: dog (correct)" and first.xaxis.label.get_color() == "green"
+    assert second.xaxis.label.get_text() == "true: owl (wrong)" and second.xaxis.label.get_color() == "red"
+    ranked = [[("dog", 0.6), ("fox", 0.2), ("cat", 0.1)], [("cat", 0.5), ("owl", 0.3), ("dog", 0.1)]]
+    same = plot_predictions(images, ranked, names, labels=[1, 3], k=2)  # evaluate.predict's format
+    assert [ax.get_title() for ax in same.axes] == [first.get_title(), second.get_title()]
+    assert plot_predictions(images, probs, names, k=9).axes[0].get_title().count("\n") == 3  # k clipped to 4
+    with pytest.raises(ValueError, match="2 images but 1 predictions"):
+        plot_predictions(images, probs[:1], names)
+    with pytest.raises(ValueError, match=r"indices in \[0, 3\], got \[4\]"):
+        plot_predictions(images, probs, names, labels=[1, 4])
+    with pytest.raises(ValueError, match="one class name per class"):
+        plot_predictions(images, probs, names[:3])
+
+
+def test_every_figure_saves_as_png_with_ascii_text_only(tmp_path):
+    image = patch_image(grid=4, patch=8)
+    history = [dict(epoch=1, train_loss=1.0, val_loss=1.1, val_top1=0.5, val_top5=0.9, lr=1e-3)]
+    figures = {
+        "grid": plot_patch_grid(image, 8, show_index=True),
+        "patches": plot_patches(image, 8),
+        "similarity": plot_pos_embed_similarity(random_sim(4)),
+        "comparison": plot_pos_embed_comparison({"a": random_sim(4), "b": random_sim(4, seed=3)}),
+        "attention": plot_attention_maps(image, softmax_attention(blocks=3, heads=2, tokens=17)),
+        "curves": plot_training_curves(history),
+        "confusion": plot_confusion_matrix(np.eye(3, dtype=int), ["a", "b", "c"]),
+        "predictions": plot_predictions([image], np.array([[0.2, 0.8]]), ["x", "y"], labels=[1]),
+    }
+    for name, fig in figures.items():
+        path = tmp_path / f"{name}.png"
+        fig.savefig(path, dpi=60)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        # the notebooks are in Chinese but matplotlib's default font has no CJK glyphs: the figures must not need any
+        assert all(text.isascii() for text in texts_in(fig)), (name, [t for t in texts_in(fig) if not t.isascii()])
