@@ -72,3 +72,20 @@ def test_demo_short(tmp_path):
                  "attention.png", "confusion_matrix.png", "eval.json"):
         assert (tmp_path / "demo" / name).is_file(), name
         assert str(tmp_path / "demo" / name) in done.stdout
+
+
+def test_predict_with_published_layout_checkpoint(tmp_path):
+    """A checkpoint without vit_ms metadata (published weights) needs --model and gets ImageNet class names."""
+    import mindspore as ms
+    import numpy as np
+    from PIL import Image
+
+    import vit_ms
+
+    model = vit_ms.create_model("vit_ti_16", image_size=32)
+    ms.save_checkpoint(model, str(tmp_path / "plain.ckpt"))
+    image = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(image)
+    from vit_ms.evaluate import load_for_inference
+    net, classes = load_for_inference(tmp_path / "plain.ckpt", model="vit_ti_16", image_size=32)
+    assert net.num_classes == 1000 and len(classes) == 1000 and classes[0] == "tench"

@@ -84,3 +84,10 @@ def test_bad_configuration_errors(data, tmp_path):
         train(TrainConfig(**dict(TINY, warmup_epochs=2), data=str(data), output=str(tmp_path / "b"), epochs=2))
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume"):
         train(TrainConfig(**TINY, data=str(data), output=str(tmp_path / "c"), epochs=1, resume=True))
+
+
+def test_resume_with_other_epochs_is_a_clear_error(data, tmp_path):
+    cfg = dict(TINY, data=str(data), output=str(tmp_path / "r"))
+    train(TrainConfig(**cfg, epochs=1))
+    with pytest.raises(ValueError, match=r"planned for 1 epochs; got --epochs 3"):
+        train(TrainConfig(**cfg, epochs=3, resume=True))

@@ -31,8 +31,10 @@ def read_model_info(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         params = ms.load_checkpoint(str(path), choice_func=lambda name: name in (CONFIG_KEY, CLASSES_KEY))
-    except Exception as err:  # truncated or not a checkpoint
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+    except Exception as err:
+        if "empty" in str(err):  # a readable checkpoint without vit_ms entries (published weights)
+            return None, None
+        raise ValueError(f"cannot read checkpoint {path}: {err}") from err  # truncated or not a checkpoint
     config = json.loads(str(params[CONFIG_KEY])) if CONFIG_KEY in params else None
     classes = json.loads(str(params[CLASSES_KEY])) if CLASSES_KEY in params else None
     if config is not None:

@@ -221,6 +221,12 @@ def train(cfg: TrainConfig, on_epoch_end=None):
     if cfg.resume:
         if not last_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last_path}")
+        if metrics_path.is_file():
+            planned = json.loads(metrics_path.read_text()).get("config", {}).get("epochs", cfg.epochs)
+            if planned != cfg.epochs:
+                raise ValueError(f"--resume continues the run's learning-rate schedule, planned for {planned} epochs; "
+                                 f"got --epochs {cfg.epochs}. Resume with --epochs {planned}, or start a new run "
+                                 f"with --pretrained {model_path} to train longer")
         state = ms.load_checkpoint(str(last_path))
         start_epoch = int(state.pop("epoch"))
         for key in ("step", "vit_ms_config", "vit_ms_classes"):

@@ -1,0 +1,111 @@
+"""Static checks of the course notebooks, the rules strict nbval cannot see (nbval itself runs them, see pytest.ini).
+
+The notebooks must be saved from a clean top-to-bottom run, call vit_ms instead of pasting code, keep text that
+matplotlib cannot draw out of their code, and keep everything that varies between machines out of the outputs nbval
+compares.
+"""
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbval.plugin import get_sanitize_patterns
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NAMES = ("01_patch_embedding", "02_position_embedding", "03_encoder_block", "04_training", "05_evaluation")
+IGNORE_OUTPUT = "nbval-ignore-output"
+CJK = re.compile(r"[\u3400-\u9fff\uff00-\uffef]")
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _read(name):
+    return nbformat.read(NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
+
+
+def _code_cells(nb):
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def _python_source(cell):
+    """The cell's source as plain Python: IPython magics (%..., !...) become `pass`, keeping the indentation."""
+    return "\n".join(re.sub(r"^(\s*)[%!].*$", r"\1pass", line) for line in cell.source.splitlines())
+
+
+def test_the_five_notebooks_are_there_and_valid():
+    found = sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb"))
+    assert found == sorted(NAMES)
+    for name in NAMES:
+        nbformat.validate(_read(name))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_saved_from_a_clean_top_to_bottom_run(name):
+    cells = _code_cells(_read(name))
+    assert [cell.execution_count for cell in cells] == list(range(1, len(cells) + 1)), \
+        "re-run the notebook top to bottom (jupyter nbconvert --to notebook --execute --inplace) before saving"
+    errors = [cell.source[:60] for cell in cells if any(o.output_type == "error" for o in cell.outputs)]
+    assert not errors, f"cells saved with an error: {errors}"
+    timed = [cell.source[:60] for cell in cells if "execution" in cell.metadata]
+    assert not timed, ("execution timestamps in the cell metadata change on every run; execute with "
+                       f"--ExecutePreprocessor.record_timing=False: {timed[:3]}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_calls_vit_ms_and_defines_nothing(name):
+    cells = _code_cells(_read(name))
+    trees = [ast.parse(_python_source(cell)) for cell in cells]
+    assert any(isinstance(node, (ast.Import, ast.ImportFrom)) and "vit_ms" in ast.unparse(node)
+               for tree in trees for node in ast.walk(tree))
+    defined = [node.name for tree in trees for node in ast.walk(tree)
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    assert not defined, f"functions/classes belong in vit_ms, not in a notebook: {defined}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_prose_is_chinese_and_code_is_ascii_english(name):
+    nb = _read(name)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {name[:2]} ")
+    assert all(CJK.search(cell.source) for cell in nb.cells if cell.cell_type == "markdown")
+    # figure text is drawn with a font without CJK glyphs, so code (titles, labels, prints) stays English
+    with_cjk = [cell.source[:60] for cell in _code_cells(nb) if CJK.search(cell.source)]
+    assert not with_cjk, f"code cells with Chinese text: {with_cjk}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compared_outputs_hold_nothing_machine_dependent(name):
+    for cell in _code_cells(_read(name)):
+        if IGNORE_OUTPUT in cell.metadata.get("tags", []):
+            continue
+        streams = [o.name for o in cell.outputs if o.output_type == "stream"]
+        assert "stderr" not in streams, f"stderr (warnings, progress bars) breaks strict nbval: {cell.source[:60]}"
+        assert not any(WIDGET in o.get("data", {}) for o in cell.outputs), \
+            f"progress-bar widget in a compared cell: {cell.source[:60]}"
+        text = "".join(o.get("text", "") for o in cell.outputs)
+        assert "vit_ms: using" not in text, f"the device depends on the machine: {cell.source[:60]}"
+
+
+def test_training_notebook_has_a_papermill_parameters_cell_first():
+    first = _code_cells(_read("04_training"))[0]
+    assert first.metadata.get("tags") == ["parameters"]
+    values = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(first.source).body}
+    assert values["DEVICE"] == "auto" and values["RECIPE"] == "auto" and values["OUTPUT"] == "runs/notebook04"
+
+
+def test_evaluation_notebook_reads_the_training_notebook_output():
+    evaluation = "\n".join(cell.source for cell in _code_cells(_read("05_evaluation")))
+    assert '"runs" / "notebook04" / "model.ckpt"' in evaluation
+    assert "%run 04_training.ipynb" in evaluation  # trains it when notebook 04 has not been run
+
+
+def test_sanitize_config_makes_figure_sizes_compare_equal():
+    patterns = get_sanitize_patterns((NOTEBOOKS_DIR / "sanitize.cfg").read_text())
+    assert patterns, "nbval found no regex:/replace: pairs in notebooks/sanitize.cfg"
+
+    def sanitize(text):
+        for regex, replace in patterns:
+            text = re.sub(regex, replace, text)
+        return text
+
+    assert sanitize("<Figure size 640x480 with 1 Axes>") == sanitize("<Figure size 1480x490 with 4 Axes>")
+    assert sanitize("<Figure size 640x480 with 1 Axes>") != sanitize("[1, 197, 768]")
