@@ -4,3 +4,9 @@ import os
 # stderr) and keeps matplotlib off any display
 os.environ.setdefault("GLOG_v", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+import sys  # noqa: E402
+
+from vit_ms.__main__ import quiet_exit_noise  # noqa: E402
+
+sys.unraisablehook = quiet_exit_noise  # MindSpore's harmless Cell.__del__ errors at interpreter exit

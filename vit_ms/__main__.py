@@ -24,7 +24,7 @@ def build_parser():
     return parser
 
 
-def _quiet_exit_noise(unraisable):
+def quiet_exit_noise(unraisable):
     # MindSpore's Cell.__del__ raises AttributeError at interpreter exit for Cells that compiled graphs keep alive;
     # it is harmless, and hundreds of such lines would bury the command's output
     if isinstance(unraisable.exc_value, AttributeError) and "__del__" in repr(unraisable.object):
@@ -33,7 +33,7 @@ def _quiet_exit_noise(unraisable):
 
 
 def main(argv=None):
-    sys.unraisablehook = _quiet_exit_noise
+    sys.unraisablehook = quiet_exit_noise
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
