@@ -12,7 +12,7 @@ from mindcv.models.vit import vit_b_16_224
 from numpy_vit import forward as numpy_forward
 from numpy_vit import from_vit_ms
 from vit_ms.factory import create_model
-from vit_ms.model import Attention, DropPath, VisionTransformer, _trunc_normal
+from vit_ms.model import _WIDE, GELU, Attention, DropPath, VisionTransformer, _column_blocks, _trunc_normal
 
 SMALL = dict(image_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=10)
 MINDCV_NUMERICS = dict(norm_eps=1e-7, gelu_approximate=True)  # mindcv: nn.LayerNorm's 1e-7, nn.GELU's tanh form
@@ -277,3 +277,72 @@ def test_bad_cell_arguments_raise_clear_errors():
         Attention(30, 4)
     with pytest.raises(ValueError, match=r"drop_path_rate must be a number in \[0, 1\), got 1"):
         DropPath(1)
+
+
+# ---- CPU kernels: the rewrites that avoid MindSpore's slow CPU kernels equal the native kernels ----
+
+def native_kernels(cell):
+    """Switch every rewritten Cell back to MindSpore's own kernels (the path Ascend and GPU take)."""
+    for _, sub in cell.cells_and_names():
+        if hasattr(sub, "cpu_kernels"):
+            sub.cpu_kernels = False
+    return cell
+
+
+def loss_and_gradients(model, x, seed=8):
+    weights = ms.Tensor(np.random.default_rng(seed).standard_normal((x.shape[0], model.num_classes or
+                                                                      model.num_features), dtype=np.float32))
+    params = model.trainable_params()
+
+    def loss_fn(images):
+        return (model(images) * weights).sum()
+
+    loss, grads = ms.jit(ms.value_and_grad(loss_fn, None, params))(x)
+    return float(loss.asnumpy()), {p.name: g.asnumpy() for p, g in zip(params, grads)}
+
+
+@pytest.mark.skipif(ms.get_context("device_target") != "CPU", reason="the rewrites are CPU-only")
+@pytest.mark.parametrize("config", [
+    dict(),
+    # tanh GELU, avg pooling, pre-logits; mlp_ratio 40 gives fc2 2560 input columns: its backward runs in 2 blocks
+    dict(norm_eps=1e-7, gelu_approximate=True, global_pool="avg", representation_size=24, mlp_ratio=40.0),
+], ids=["defaults", "wide-fc2"])
+def test_cpu_kernels_equal_native_kernels_with_gradients(config):
+    config = dict(SMALL, **config)
+    fast, native = VisionTransformer(**config), native_kernels(VisionTransformer(**config))
+    assert fast.blocks[0].mlp.fc2.cpu_kernels and fast.blocks[0].mlp.act.cpu_kernels and fast.patch_embed.cpu_kernels
+    load_by_name(native, randomize(fast, np.random.default_rng(9), scale=0.2))
+    x = images(4, 32)
+    for model in (fast, native):
+        model.set_train(True)  # no dropout in this configuration: training mode is deterministic
+    loss, grads = loss_and_gradients(fast, x)
+    expected_loss, expected = loss_and_gradients(native, x)
+    assert abs(loss - expected_loss) <= 1e-5 * abs(expected_loss)
+    assert grads.keys() == expected.keys()
+    for name, grad in grads.items():
+        assert relative_error(grad, expected[name]) <= 1e-5, name
+        assert np.abs(grad).max() > 0, name  # every parameter gets a gradient
+
+
+@pytest.mark.parametrize("width, blocks", [(192, 1), (2048, 1), (3072, 2), (4096, 2), (5120, 4)])
+def test_column_blocks_are_equal_and_at_most_wide(width, blocks):
+    assert _column_blocks(width) == blocks
+    assert width % blocks == 0 and width // blocks <= _WIDE
+
+
+def test_exact_gelu_and_its_gradient_equal_float64():
+    x = np.linspace(-12, 12, 200001).astype(np.float32)
+    x64 = x.astype(np.float64)
+    phi = np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in x64])        # Phi(x), accurate in both tails
+    density = np.exp(-x64 ** 2 / 2) / math.sqrt(2 * math.pi)
+    gelu = GELU(approximate=False)
+
+    def total(v):
+        return gelu(v).sum()
+
+    value = gelu(ms.Tensor(x)).asnumpy()
+    grad = ms.jit(ms.grad(total))(ms.Tensor(x)).asnumpy()
+    ulp = np.spacing(np.abs(x)).astype(np.float64) + 1e-30
+    assert (np.abs(value - x64 * phi) <= 2 * ulp).all()  # within 2 float32 steps of |x|
+    # the gradient goes through MindSpore's CPU exp (relative error ~5e-6); its GELU kernel's gradient is off by 8e-7
+    assert np.abs(grad - (phi + x64 * density)).max() <= 1e-6

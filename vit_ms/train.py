@@ -160,7 +160,6 @@ def train(cfg: TrainConfig, on_epoch_end=None):
     """
     import mindspore as ms
     from mindcv.loss import create_loss
-    from mindcv.optim import create_optimizer
     from mindcv.scheduler import create_scheduler
     from tqdm.auto import tqdm
 
@@ -168,6 +167,7 @@ def train(cfg: TrainConfig, on_epoch_end=None):
     from .data import create_dataset
     from .device import set_device
     from .factory import create_model
+    from .optim import make_optimizer
 
     rank, world_size = init_distributed()
     is_main = rank == 0
@@ -211,9 +211,8 @@ def train(cfg: TrainConfig, on_epoch_end=None):
                                    num_epochs=cfg.epochs) if cfg.warmup_epochs < cfg.epochs else None
     if lr_schedule is None:
         raise ValueError(f"--warmup-epochs ({cfg.warmup_epochs}) must be smaller than --epochs ({cfg.epochs})")
-    # AdamW; no weight decay on norms, biases, class token and position embedding (model.no_weight_decay())
-    optimizer = create_optimizer(model, opt="adamw", lr=lr_schedule, weight_decay=cfg.weight_decay,
-                                 weight_decay_filter="norm_and_bias", eps=1e-8)
+    # AdamW as one fused kernel per parameter; no weight decay on norms, biases, class token and position embedding
+    optimizer = make_optimizer(model, lr_schedule, cfg.weight_decay)
     loss_fn = create_loss(name="CE", label_smoothing=cfg.label_smoothing)
 
     history, start_epoch = [], 0

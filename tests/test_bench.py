@@ -1,0 +1,77 @@
+"""The benchmark on a tiny ViT: the report's structure, positive numbers, the table, the JSON CLI, bad arguments.
+No timing assertions: speed depends on the machine and its load."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vit_ms import bench
+
+TINY = dict(model="vit_ti_16", image_size=32, patch_size=8, embed_dim=48, depth=1, num_heads=3, num_classes=10,
+            batch_size=4, steps=2, warmup=1)
+
+
+@pytest.fixture(scope="module")
+def report():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bench, "_timm_available", lambda: False)  # the optional PyTorch row, as without PyTorch
+        return bench.run_benchmark(compare=("mindcv", "timm"), **TINY)
+
+
+def test_report_measures_both_modes_for_both_mindspore_models(report):
+    assert report["modes"] == ["eval", "train"]
+    assert [r["framework"] for r in report["results"]] == ["vit_ms", "mindcv", "timm"]
+    ours, mindcv, timm = report["results"]
+    assert ours["params"] == mindcv["params"] > 0  # the same architecture in both
+    for result in (ours, mindcv):
+        assert result["device"] == "CPU" and result["amp_level"] == "O0" and result["load_average"] >= 0
+        for mode in ("eval", "train"):
+            r = result[mode]
+            assert r["img_per_s"] > 0 and r["compile_s"] > 0 and r["peak_rss_mb"] > 0 and r["steps"] == 2
+            assert r["min_step_s"] <= r["median_step_s"]
+            assert r["img_per_s"] == pytest.approx(TINY["batch_size"] / r["median_step_s"])
+    for mode in ("eval", "train"):
+        assert mindcv[mode]["vit_ms_speedup"] == pytest.approx(ours[mode]["img_per_s"] / mindcv[mode]["img_per_s"])
+    assert "not importable" in timm["skipped"]
+    assert report["versions"]["mindspore"] and report["config"]["arch"]["embed_dim"] == 48
+
+
+def test_table_shows_every_row_and_ratio(report):
+    table = bench.format_table(report)
+    assert "patch 8, dim 48, depth 1, heads 3) at 32x32, batch 4" in table
+    assert "mindspore " + report["versions"]["mindspore"] in table
+    ours, mindcv, _ = report["results"]
+    rows = {tuple(line.split()[:2]): line.split() for line in table.splitlines()
+            if line.startswith(("vit_ms ", "mindcv "))}
+    assert set(rows) == {(f, m) for f in ("vit_ms", "mindcv") for m in ("eval", "train")}
+    assert float(rows["vit_ms", "train"][2]) == pytest.approx(ours["train"]["img_per_s"], abs=0.006)
+    assert float(rows["mindcv", "eval"][-2]) == pytest.approx(mindcv["eval"]["vit_ms_speedup"], abs=0.006)
+    assert float(rows["mindcv", "eval"][-1]) == pytest.approx(mindcv["load_average"], abs=0.06)
+    assert "timm     -      PyTorch + timm are not importable" in table
+
+
+def test_cli_json(tmp_path):
+    args = [sys.executable, "-m", "vit_ms", "bench", "--json", "--mode", "eval", "--compare"]
+    for key, value in TINY.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=dict(os.environ, GLOG_v="3"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["modes"] == ["eval"] and [r["framework"] for r in report["results"]] == ["vit_ms"]
+    assert report["results"][0]["eval"]["img_per_s"] > 0 and "train" not in report["results"][0]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(model="vit_x"), r"unknown model 'vit_x'; valid names: vit_ti_16"),
+    (dict(mode="fast"), r"mode must be 'both', 'eval' or 'train', got 'fast'"),
+    (dict(batch_size=0), r"batch_size must be an integer >= 1, got 0"),
+    (dict(compare=("keras",)), r"compare: unknown framework\(s\) \['keras'\]"),
+    (dict(image_size=30), r"image_size 30 is not divisible by the patch size 16"),
+    (dict(dropout=0.1), r"unknown architecture override\(s\) \['dropout'\]"),
+])
+def test_bad_arguments_raise_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bench.run_benchmark(**kwargs)

@@ -1,0 +1,334 @@
+"""Speed benchmark: forward (eval) and training-step images/s of vit_ms, mindcv's ViT and timm's ViT, side by side.
+
+    python -m vit_ms bench                                  # ViT-B/16 at 224, batch 8, eval + train step
+    python -m vit_ms bench --mode train --batch-size 16 --json
+
+Each framework is measured in its own fresh process (so compile caches, thread pools and the peak-memory high-water
+mark belong to that framework alone): one untimed first call (its time is reported as the compile time), further
+warm-up calls, then the median over the timed steps. All three get the same configuration, input batch size, loss
+(cross-entropy with label smoothing 0.1), global-norm gradient clipping at 1.0 and AdamW; the two MindSpore models run
+vit_ms's own compiled train step (vit_ms.train.make_train_step with vit_ms.optim.make_optimizer). PyTorch and timm are
+optional: when they are not importable their row says so.
+"""
+import importlib.util
+import json
+import multiprocessing
+import os
+import platform
+import sys
+
+FRAMEWORKS = ("vit_ms", "mindcv", "timm")
+MODES = ("eval", "train")
+
+
+def _median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def _time_steps(step, sync, warmup, steps, batch_size):
+    """Time ``step`` (sync() waits for its result): the first call, warm-up calls, then the timed steps."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    sync(step())
+    first = time.perf_counter() - start
+    for _ in range(warmup):
+        sync(step())
+    times = []
+    for _ in tqdm(range(steps), desc="timed steps", leave=False, disable=not sys.stderr.isatty()):
+        start = time.perf_counter()
+        sync(step())
+        times.append(time.perf_counter() - start)
+    median = _median(times)
+    return dict(img_per_s=batch_size / median, median_step_s=median, min_step_s=min(times), compile_s=first,
+                steps=steps)
+
+
+def _peak_rss_mb():
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+def _mindspore_worker(framework, config):
+    """Measure one MindSpore model (vit_ms or mindcv) in this process; returns the result dict."""
+    import numpy as np
+
+    import mindspore as ms
+    from mindcv.loss import create_loss
+
+    from .device import set_device
+    from .optim import make_optimizer
+    from .train import make_eval_step, make_train_step
+
+    target = set_device(config["device"], verbose=False)
+    ms.set_seed(0)
+    np.random.seed(0)
+    arch = config["arch"]
+    if framework == "vit_ms":
+        from .factory import create_model
+        model = create_model(config["model"], num_classes=config["num_classes"], image_size=config["image_size"],
+                             **config["overrides"])
+    else:
+        from mindcv.models.vit import VisionTransformer as MindcvViT
+        model = MindcvViT(image_size=config["image_size"], patch_size=arch["patch_size"],
+                          embed_dim=arch["embed_dim"], depth=arch["depth"], num_heads=arch["num_heads"],
+                          num_classes=config["num_classes"], weight_init=False)
+    amp_level = config["amp_level"] or ("O0" if target == "CPU" else "O2")
+    loss_scaler = None
+    if amp_level != "O0":
+        model = ms.amp.auto_mixed_precision(model, amp_level)
+        loss_scaler = ms.amp.DynamicLossScaler(scale_value=2 ** 16, scale_factor=2, scale_window=1000)
+    rng = np.random.default_rng(0)
+    batch, size = config["batch_size"], config["image_size"]
+    images = ms.Tensor(rng.standard_normal((batch, 3, size, size), dtype=np.float32))
+    labels = ms.Tensor(rng.integers(0, config["num_classes"], batch).astype(np.int32))
+    result = dict(framework=framework, device=target, amp_level=amp_level,
+                  params=int(sum(int(np.prod(p.shape)) for p in model.trainable_params())))
+    if "eval" in config["modes"]:
+        model.set_train(False)
+        eval_step = make_eval_step(model)
+        result["eval"] = _time_steps(lambda: eval_step(images), lambda out: out.asnumpy(), config["warmup"],
+                                     config["steps"], batch)
+        result["eval"]["peak_rss_mb"] = _peak_rss_mb()
+    if "train" in config["modes"]:
+        model.set_train(True)
+        optimizer = make_optimizer(model, 1e-3, 0.05)
+        loss_fn = create_loss(name="CE", label_smoothing=0.1)
+        train_step = make_train_step(model, loss_fn, optimizer, 1.0, 1, loss_scaler)
+        result["train"] = _time_steps(lambda: train_step(images, labels), lambda out: out.asnumpy(),
+                                      config["warmup"], config["steps"], batch)
+        result["train"]["peak_rss_mb"] = _peak_rss_mb()
+    if target != "CPU":
+        result["device_peak_mb"] = ms.runtime.max_memory_allocated() / (1 << 20)
+    return result
+
+
+def _timm_worker(config):
+    """Measure timm's VisionTransformer with the same configuration in PyTorch (CPU, float32)."""
+    try:
+        import torch
+        from timm.models.vision_transformer import VisionTransformer as TimmViT
+    except ImportError as err:
+        return dict(framework="timm", skipped=f"PyTorch + timm cannot be imported ({err})")
+
+    torch.manual_seed(0)
+    arch = config["arch"]
+    model = TimmViT(img_size=config["image_size"], patch_size=arch["patch_size"], embed_dim=arch["embed_dim"],
+                    depth=arch["depth"], num_heads=arch["num_heads"], num_classes=config["num_classes"])
+    batch, size = config["batch_size"], config["image_size"]
+    images = torch.randn(batch, 3, size, size)
+    labels = torch.randint(0, config["num_classes"], (batch,))
+    result = dict(framework="timm", device="CPU", amp_level="fp32",
+                  params=sum(p.numel() for p in model.parameters()))
+    if "eval" in config["modes"]:
+        model.eval()
+
+        def eval_step():
+            with torch.inference_mode():
+                return model(images)
+
+        result["eval"] = _time_steps(eval_step, lambda out: None, config["warmup"], config["steps"], batch)
+        result["eval"]["peak_rss_mb"] = _peak_rss_mb()
+    if "train" in config["modes"]:
+        model.train()
+        decay = [p for n, p in model.named_parameters() if p.ndim > 1 and n not in ("cls_token", "pos_embed")]
+        no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or n in ("cls_token", "pos_embed")]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, eps=1e-8)
+        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+
+        def train_step():
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(images), labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            return loss
+
+        result["train"] = _time_steps(train_step, lambda loss: loss.item(), config["warmup"], config["steps"],
+                                      batch)
+        result["train"]["peak_rss_mb"] = _peak_rss_mb()
+    return result
+
+
+def _worker(framework, config, queue):
+    from .__main__ import quiet_exit_noise
+
+    sys.unraisablehook = quiet_exit_noise
+    os.environ.setdefault("GLOG_v", "3")
+    load = _load_average()
+    try:
+        result = _timm_worker(config) if framework == "timm" else _mindspore_worker(framework, config)
+    except Exception as err:  # reported in the table; the other frameworks still run
+        result = dict(framework=framework, error=f"{type(err).__name__}: {str(err).strip().splitlines()[0]}")
+    result["load_average"] = load  # 1-minute load when this framework's measurement started
+    queue.put(result)
+
+
+def _load_average():
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def _run_worker(context, framework, config):
+    """Run _worker in a fresh process and wait for its result (or its death: e.g. killed when out of memory)."""
+    import queue as queues
+
+    queue = context.Queue()
+    process = context.Process(target=_worker, args=(framework, config, queue))
+    process.start()
+    while True:
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except queues.Empty:
+            if not process.is_alive():
+                result = dict(framework=framework, error=f"the measuring process died (exit code "
+                                                         f"{process.exitcode}; out of memory?)")
+                break
+    process.join()
+    return result
+
+
+def _versions():
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("mindspore", "mindcv", "numpy", "torch", "timm"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _timm_available():
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "timm"))
+
+
+def run_benchmark(model="vit_b_16", batch_size=8, image_size=224, mode="both", steps=5, warmup=2,
+                  compare=("mindcv", "timm"), device="auto", num_classes=1000, amp_level=None, **overrides):
+    """Measure vit_ms (and the frameworks in ``compare``) and return the report dict that ``format_table`` prints
+    and ``--json`` writes. ``overrides``: architecture changes of the named model (patch_size, embed_dim, depth,
+    num_heads)."""
+    from .factory import MODEL_CONFIGS
+
+    if model not in MODEL_CONFIGS:
+        raise ValueError(f"unknown model {model!r}; valid names: {', '.join(MODEL_CONFIGS)}")
+    if mode not in ("both",) + MODES:
+        raise ValueError(f"mode must be 'both', 'eval' or 'train', got {mode!r}")
+    for name, value, least in (("batch_size", batch_size, 1), ("image_size", image_size, 1), ("steps", steps, 1),
+                               ("warmup", warmup, 0), ("num_classes", num_classes, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    unknown = set(compare) - set(FRAMEWORKS[1:])
+    if unknown:
+        raise ValueError(f"compare: unknown framework(s) {sorted(unknown)}; choose from mindcv, timm")
+    unknown = set(overrides) - {"patch_size", "embed_dim", "depth", "num_heads"}
+    if unknown:
+        raise ValueError(f"unknown architecture override(s) {sorted(unknown)}; "
+                         f"valid: patch_size, embed_dim, depth, num_heads")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    arch = {k: v for k, v in dict(MODEL_CONFIGS[model], **overrides).items()}
+    if image_size % arch["patch_size"]:
+        raise ValueError(f"image_size {image_size} is not divisible by the patch size {arch['patch_size']}")
+    config = dict(model=model, arch=arch, overrides=overrides, batch_size=batch_size, image_size=image_size,
+                  modes=MODES if mode == "both" else (mode,), steps=steps, warmup=warmup, device=device,
+                  num_classes=num_classes, amp_level=amp_level)
+
+    results = []
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter per framework
+    for framework in ("vit_ms",) + tuple(f for f in FRAMEWORKS[1:] if f in compare):
+        if framework == "timm" and not _timm_available():
+            results.append(dict(framework="timm", skipped="PyTorch + timm are not importable (optional: "
+                                                           "pip install torch timm to compare)"))
+            continue
+        print(f"bench: measuring {framework} ...", file=sys.stderr, flush=True)
+        results.append(_run_worker(context, framework, config))
+
+    ours = results[0]
+    for result in results[1:]:
+        for m in config["modes"]:
+            if m in result and m in ours:  # > 1: vit_ms is faster
+                result[m]["vit_ms_speedup"] = ours[m]["img_per_s"] / result[m]["img_per_s"]
+    return dict(config={k: v for k, v in config.items() if k != "modes"}, modes=list(config["modes"]),
+                device=ours.get("device", device), cpu=_cpu_name(), cpu_count=os.cpu_count(),
+                versions=_versions(), results=results)
+
+
+def format_table(report):
+    """The report as a text table: one row per framework and mode, with vit_ms's speed-up over each."""
+    cfg = report["config"]
+    arch = cfg["arch"]
+    lines = [f"ViT ({cfg['model']}: patch {arch['patch_size']}, dim {arch['embed_dim']}, depth {arch['depth']}, "
+             f"heads {arch['num_heads']}) at {cfg['image_size']}x{cfg['image_size']}, batch {cfg['batch_size']}, "
+             f"{cfg['num_classes']} classes; median of {cfg['steps']} steps after {cfg['warmup']} warm-up",
+             f"device: {report['device']} ({report['cpu']}, {report['cpu_count']} cores)",
+             "versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
+    header = f"{'framework':<8} {'mode':<6} {'img/s':>8} {'step ms':>9} {'compile s':>10} {'peak RSS MB':>12} " \
+             f"{'vit_ms x':>9} {'load':>5}"
+    lines += [header, "-" * len(header)]
+    for result in report["results"]:
+        name = result["framework"]
+        if "skipped" in result or "error" in result:
+            lines.append(f"{name:<8} {'-':<6} {result.get('skipped') or 'failed: ' + result['error']}")
+            continue
+        for mode in report["modes"]:
+            r = result[mode]
+            speedup = f"{r['vit_ms_speedup']:.2f}" if "vit_ms_speedup" in r else "-"
+            load = "-" if result["load_average"] is None else f"{result['load_average']:.1f}"
+            lines.append(f"{name:<8} {mode:<6} {r['img_per_s']:>8.2f} {r['median_step_s'] * 1e3:>9.0f} "
+                         f"{r['compile_s']:>10.1f} {r['peak_rss_mb']:>12.0f} {speedup:>9} {load:>5}")
+    lines.append("")
+    lines.append("column 'vit_ms x': vit_ms img/s divided by that row's (> 1: vit_ms is faster). Peak RSS is the "
+                 "process's high-water mark (train includes eval). load: the 1-minute load average when that "
+                 "framework started; other work on the machine slows every row.")
+    return "\n".join(lines)
+
+
+def _bench_cli(args):
+    report = run_benchmark(model=args.model, batch_size=args.batch_size, image_size=args.image_size, mode=args.mode,
+                           steps=args.steps, warmup=args.warmup, compare=tuple(args.compare), device=args.device,
+                           num_classes=args.num_classes, amp_level=args.amp_level, patch_size=args.patch_size,
+                           embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads)
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 1 if any("error" in r for r in report["results"]) else 0
+
+
+def add_cli(subparsers):
+    p = subparsers.add_parser("bench", help="images/s of vit_ms vs mindcv and timm (forward and training step)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="vit_b_16", help="vit_ms model name (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--patch-size", type=int, default=None)
+    p.add_argument("--embed-dim", type=int, default=None)
+    p.add_argument("--depth", type=int, default=None)
+    p.add_argument("--num-heads", type=int, default=None)
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--mode", choices=("both",) + MODES, default="both", help="eval (forward), train (step) or both")
+    p.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps after the first call (default: %(default)s)")
+    p.add_argument("--compare", nargs="*", default=["mindcv", "timm"], choices=FRAMEWORKS[1:],
+                   help="frameworks to measure beside vit_ms (default: mindcv timm; none: just vit_ms)")
+    p.add_argument("--device", default="auto", help="auto, Ascend, GPU or CPU (MindSpore models)")
+    p.add_argument("--amp-level", default=None, choices=["O0", "O1", "O2", "O3"],
+                   help="MindSpore mixed precision (default: O0 on CPU, O2 on Ascend/GPU, as training)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_bench_cli)
