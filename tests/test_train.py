@@ -1,5 +1,8 @@
 """Training: the loss goes down, resume is exact, a NaN stops cleanly, outputs are complete."""
 import json
+import os
+import subprocess
+import sys
 
 import mindspore as ms
 import numpy as np
@@ -91,3 +94,25 @@ def test_resume_with_other_epochs_is_a_clear_error(data, tmp_path):
     train(TrainConfig(**cfg, epochs=1))
     with pytest.raises(ValueError, match=r"planned for 1 epochs; got --epochs 3"):
         train(TrainConfig(**cfg, epochs=3, resume=True))
+
+
+def test_same_seed_same_weights_across_processes_with_drop_path(tmp_path):
+    """Drop-path masks repeat with the seed while the data pipeline runs beside training (nn.Dropout's did not)."""
+    root = tmp_path / "sample"
+    make_sample_data(root, image_size=32, train_per_class=64, val_per_class=2)  # 20 steps: a few were not enough
+    config = dict(TINY, seed=0, drop_path=0.3, epochs=1, batch_size=32, data=str(root))
+
+    def run(name):
+        args = [sys.executable, "-m", "vit_ms", "train", "--output", str(tmp_path / name)]
+        for key, value in config.items():
+            if key not in ("log_interval",):
+                flag = f"--{key.replace('_', '-')}"
+                args += [flag, *map(str, value)] if isinstance(value, tuple) else [flag, str(value)]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=dict(os.environ, GLOG_v="3"))
+        assert done.returncode == 0, done.stderr[-3000:]
+        return _weights(tmp_path / name / "model.ckpt")
+
+    first, second = run("a"), run("b")
+    assert first.keys() == second.keys()
+    for name, value in first.items():
+        np.testing.assert_array_equal(value, second[name], err_msg=name)

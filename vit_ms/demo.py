@@ -4,8 +4,9 @@ import time
 from pathlib import Path
 
 # A ViT small enough for a 2-core CPU: 64x64 images cut into 8x8 patches (an 8x8 grid, 64 tokens + class token),
-# ViT-Ti width (192, 3 heads) and 6 blocks. The same configuration runs on Ascend/GPU, just faster.
-DEMO_CONFIG = dict(model="vit_ti_16", image_size=64, patch_size=8, depth=6, epochs=12, batch_size=64, lr=1e-3,
+# ViT-Ti width (192, 3 heads) and 4 blocks. Batch 32 rather than 64: on 2,000 images the extra optimizer steps matter
+# more than throughput (measured: top-1 0.58 vs 0.29 after 4 of 9 epochs). The same configuration runs on Ascend/GPU.
+DEMO_CONFIG = dict(model="vit_ti_16", image_size=64, patch_size=8, depth=4, epochs=9, batch_size=32, lr=1e-3,
                    warmup_epochs=1, weight_decay=0.05, drop_path=0.05, label_smoothing=0.1, crop_scale=(0.35, 1.0))
 
 

@@ -240,14 +240,19 @@ class DropPath(nn.Cell):
         super().__init__()
         _check_rate("drop_path_rate", drop_prob)
         self.drop_prob = float(drop_prob)
-        # Dropout on a [B, 1, 1] tensor of ones draws one keep/drop per sample and rescales by 1/keep.
-        self.dropout = nn.Dropout(p=self.drop_prob)
+        # Each instance draws from its own seeded uniform kernel. nn.Dropout's CPU kernel was not reproducible under
+        # a fixed seed while the data pipeline ran beside training (measured: 2 of 3 pairs of runs differed).
+        # The seeds come from NumPy's global state, like the weights, so np.random.seed fixes them.
+        seed, seed2 = (int(s) for s in np.random.randint(1, 2 ** 31 - 1, size=2))
+        self.uniform = ops.UniformReal(seed=seed, seed2=seed2)
 
     def construct(self, x):
         if not self.training or self.drop_prob == 0.0:
             return x
-        mask = self.dropout(ops.ones((x.shape[0],) + (1,) * (x.ndim - 1), x.dtype))
-        return x * mask
+        keep = 1.0 - self.drop_prob
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        mask = ops.floor(self.uniform(shape) + keep)       # 1 with probability keep, else 0 (one per sample)
+        return x * (mask / keep).astype(x.dtype)
 
 
 class Block(nn.Cell):
