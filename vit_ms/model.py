@@ -242,9 +242,12 @@ class DropPath(nn.Cell):
         self.drop_prob = float(drop_prob)
         # Each instance draws from its own seeded uniform kernel. nn.Dropout's CPU kernel was not reproducible under
         # a fixed seed while the data pipeline ran beside training (measured: 2 of 3 pairs of runs differed).
-        # The seeds come from NumPy's global state, like the weights, so np.random.seed fixes them.
-        seed, seed2 = (int(s) for s in np.random.randint(1, 2 ** 31 - 1, size=2))
-        self.uniform = ops.UniformReal(seed=seed, seed2=seed2)
+        # The seeds come from NumPy's global state, like the weights, so np.random.seed fixes them (drawn only when
+        # needed, so a model without drop-path is initialised exactly as before).
+        self.uniform = None
+        if self.drop_prob > 0.0:
+            seed, seed2 = (int(s) for s in np.random.randint(1, 2 ** 31 - 1, size=2))
+            self.uniform = ops.UniformReal(seed=seed, seed2=seed2)
 
     def construct(self, x):
         if not self.training or self.drop_prob == 0.0:
