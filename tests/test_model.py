@@ -346,3 +346,17 @@ def test_exact_gelu_and_its_gradient_equal_float64():
     assert (np.abs(value - x64 * phi) <= 2 * ulp).all()  # within 2 float32 steps of |x|
     # the gradient goes through MindSpore's CPU exp (relative error ~5e-6); its GELU kernel's gradient is off by 8e-7
     assert np.abs(grad - (phi + x64 * density)).max() <= 1e-6
+
+
+def test_gradients_keep_the_parameter_dtype_under_o2_mixed_precision():
+    """Under O2 the CPU matmul path computes in float16; its weight gradients must still arrive in float32."""
+    model = VisionTransformer(**SMALL)
+    network = ms.amp.auto_mixed_precision(model, "O2")
+    network.set_train(True)
+    params = model.trainable_params()
+
+    def loss_fn(x):
+        return network(x).astype(ms.float32).sum()
+
+    _, grads = ms.jit(ms.value_and_grad(loss_fn, None, params))(images(2, 32))
+    assert {p.name: g.dtype for p, g in zip(params, grads)} == {p.name: p.dtype for p in params}

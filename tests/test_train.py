@@ -116,3 +116,12 @@ def test_same_seed_same_weights_across_processes_with_drop_path(tmp_path):
     assert first.keys() == second.keys()
     for name, value in first.items():
         np.testing.assert_array_equal(value, second[name], err_msg=name)
+
+
+def test_mixed_precision_o2_trains_and_saves_float32_weights(data, tmp_path):
+    """The loss-scaled O2 step Ascend and GPU take by default, run here on CPU."""
+    out = tmp_path / "o2"
+    metrics = train(TrainConfig(**dict(TINY, amp_level="O2"), data=str(data), output=str(out), epochs=3))
+    losses = [h["train_loss"] for h in metrics["history"]]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert {str(w.dtype) for w in _weights(out / "model.ckpt").values()} == {"float32"}

@@ -89,7 +89,9 @@ class Dense(nn.Dense):
     def construct(self, x):
         if not self.cpu_kernels:
             return super().construct(x)
-        y = self.linear(x.reshape(-1, self.in_channels), self.weight, self.bias)
+        # weights cast here, outside _Linear: under mixed precision the Cast's own gradient then returns the
+        # weight gradients in the parameters' float32 (inside _Linear they would stay float16)
+        y = self.linear(x.reshape(-1, self.in_channels), self.weight.astype(x.dtype), self.bias.astype(x.dtype))
         return y.reshape(x.shape[:-1] + (self.out_channels,))
 
 
@@ -162,7 +164,8 @@ class PatchEmbed(nn.Cell):
             b, c, h, w = x.shape
             p, d = self.patch_size, self.proj.out_channels
             patches = x.reshape(b, c, h // p, p, w // p, p).transpose(0, 2, 4, 1, 3, 5).reshape(-1, c * p * p)
-            x = self.linear(patches, self.proj.weight.reshape(d, c * p * p), self.proj.bias)
+            x = self.linear(patches, self.proj.weight.reshape(d, c * p * p).astype(x.dtype),
+                            self.proj.bias.astype(x.dtype))  # cast outside _Linear, as in Dense
             return x.reshape(b, -1, d)                     # [B, N, D], patches in row-major grid order
         x = self.proj(x)                                   # [B, D, gh, gw]
         x = x.reshape(x.shape[0], x.shape[1], -1)          # [B, D, N]

@@ -202,8 +202,9 @@ def train(cfg: TrainConfig, on_epoch_end=None):
 
     amp_level = cfg.amp_level or ("O0" if target == "CPU" else "O2")
     loss_scaler = None
+    network = model  # what the train/eval steps run; `model` stays the VisionTransformer (optimizer groups, saving)
     if amp_level != "O0":
-        model = ms.amp.auto_mixed_precision(model, amp_level)
+        network = ms.amp.auto_mixed_precision(model, amp_level)
         loss_scaler = ms.amp.DynamicLossScaler(scale_value=2 ** 16, scale_factor=2, scale_window=1000)
 
     lr_schedule = create_scheduler(steps_per_epoch, scheduler="warmup_cosine_decay", lr=cfg.lr, min_lr=cfg.min_lr,
@@ -238,14 +239,14 @@ def train(cfg: TrainConfig, on_epoch_end=None):
         if is_main:
             print(f"resumed from {last_path} after epoch {start_epoch}")
 
-    train_step = make_train_step(model, loss_fn, optimizer, cfg.clip_grad, world_size, loss_scaler)
-    eval_step = make_eval_step(model)
+    train_step = make_train_step(network, loss_fn, optimizer, cfg.clip_grad, world_size, loss_scaler)
+    eval_step = make_eval_step(network)
     global_batch = cfg.batch_size * world_size
     metrics = {}
     for epoch in range(start_epoch, cfg.epochs):
         if epoch > 0:
             train_data = make_train_data(epoch)
-        model.set_train(True)
+        network.set_train(True)
         start, loss_sum, loss_count = time.time(), 0.0, 0
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not is_main)
         pending = []  # losses not yet read back from the device
@@ -268,7 +269,7 @@ def train(cfg: TrainConfig, on_epoch_end=None):
             bar.update(1)
         bar.close()
         train_time = time.time() - start
-        model.set_train(False)
+        network.set_train(False)
         result = evaluate_dataset(eval_step, val.dataset, num_classes, desc="val", disable_bar=not is_main)
         record = dict(epoch=epoch + 1, train_loss=loss_sum / max(loss_count, 1), val_loss=result["loss"],
                       val_top1=result["top1"], val_top5=result["top5"],
