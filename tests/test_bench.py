@@ -75,3 +75,11 @@ def test_cli_json(tmp_path):
 def test_bad_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         bench.run_benchmark(**kwargs)
+
+
+def test_mixed_precision_o2_is_measured():
+    """O2 (the Ascend/GPU default) through the same worker, here on CPU."""
+    report = bench.run_benchmark(compare=(), amp_level="O2", **TINY)
+    ours = report["results"][0]
+    assert "error" not in ours, ours.get("error")
+    assert ours["amp_level"] == "O2" and ours["train"]["img_per_s"] > 0 and ours["eval"]["img_per_s"] > 0

@@ -81,8 +81,9 @@ def _mindspore_worker(framework, config):
                           num_classes=config["num_classes"], weight_init=False)
     amp_level = config["amp_level"] or ("O0" if target == "CPU" else "O2")
     loss_scaler = None
+    network = model  # what the steps run; the optimizer groups come from the unwrapped model
     if amp_level != "O0":
-        model = ms.amp.auto_mixed_precision(model, amp_level)
+        network = ms.amp.auto_mixed_precision(model, amp_level)
         loss_scaler = ms.amp.DynamicLossScaler(scale_value=2 ** 16, scale_factor=2, scale_window=1000)
     rng = np.random.default_rng(0)
     batch, size = config["batch_size"], config["image_size"]
@@ -91,16 +92,16 @@ def _mindspore_worker(framework, config):
     result = dict(framework=framework, device=target, amp_level=amp_level,
                   params=int(sum(int(np.prod(p.shape)) for p in model.trainable_params())))
     if "eval" in config["modes"]:
-        model.set_train(False)
-        eval_step = make_eval_step(model)
+        network.set_train(False)
+        eval_step = make_eval_step(network)
         result["eval"] = _time_steps(lambda: eval_step(images), lambda out: out.asnumpy(), config["warmup"],
                                      config["steps"], batch)
         result["eval"]["peak_rss_mb"] = _peak_rss_mb()
     if "train" in config["modes"]:
-        model.set_train(True)
+        network.set_train(True)
         optimizer = make_optimizer(model, 1e-3, 0.05)
         loss_fn = create_loss(name="CE", label_smoothing=0.1)
-        train_step = make_train_step(model, loss_fn, optimizer, 1.0, 1, loss_scaler)
+        train_step = make_train_step(network, loss_fn, optimizer, 1.0, 1, loss_scaler)
         result["train"] = _time_steps(lambda: train_step(images, labels), lambda out: out.asnumpy(),
                                       config["warmup"], config["steps"], batch)
         result["train"]["peak_rss_mb"] = _peak_rss_mb()
