@@ -15,16 +15,11 @@ import json
 import multiprocessing
 import os
 import platform
+import statistics
 import sys
 
 FRAMEWORKS = ("vit_ms", "mindcv", "timm")
 MODES = ("eval", "train")
-
-
-def _median(values):
-    values = sorted(values)
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
 def _time_steps(step, sync, warmup, steps, batch_size):
@@ -43,7 +38,7 @@ def _time_steps(step, sync, warmup, steps, batch_size):
         start = time.perf_counter()
         sync(step())
         times.append(time.perf_counter() - start)
-    median = _median(times)
+    median = statistics.median(times)
     return dict(img_per_s=batch_size / median, median_step_s=median, min_step_s=min(times), compile_s=first,
                 steps=steps)
 
@@ -64,7 +59,7 @@ def _mindspore_worker(framework, config):
 
     from .device import set_device
     from .optim import make_optimizer
-    from .train import make_eval_step, make_train_step
+    from .train import make_eval_step, make_train_step, mixed_precision
 
     target = set_device(config["device"], verbose=False)
     ms.set_seed(0)
@@ -79,12 +74,7 @@ def _mindspore_worker(framework, config):
         model = MindcvViT(image_size=config["image_size"], patch_size=arch["patch_size"],
                           embed_dim=arch["embed_dim"], depth=arch["depth"], num_heads=arch["num_heads"],
                           num_classes=config["num_classes"], weight_init=False)
-    amp_level = config["amp_level"] or ("O0" if target == "CPU" else "O2")
-    loss_scaler = None
-    network = model  # what the steps run; the optimizer groups come from the unwrapped model
-    if amp_level != "O0":
-        network = ms.amp.auto_mixed_precision(model, amp_level)
-        loss_scaler = ms.amp.DynamicLossScaler(scale_value=2 ** 16, scale_factor=2, scale_window=1000)
+    network, loss_scaler, amp_level = mixed_precision(model, config["amp_level"], target)
     rng = np.random.default_rng(0)
     batch, size = config["batch_size"], config["image_size"]
     images = ms.Tensor(rng.standard_normal((batch, 3, size, size), dtype=np.float32))

@@ -81,6 +81,18 @@ def init_distributed():
     return get_rank(), get_group_size()
 
 
+def mixed_precision(model, amp_level, target):
+    """(network the steps run, loss scaler or None, amp level). amp_level None: O2 on Ascend/GPU, O0 (fp32) on CPU.
+    ``model`` itself stays the unwrapped VisionTransformer: build the optimizer groups from it and save it."""
+    import mindspore as ms
+
+    amp_level = amp_level or ("O0" if target == "CPU" else "O2")
+    if amp_level == "O0":
+        return model, None, amp_level
+    loss_scaler = ms.amp.DynamicLossScaler(scale_value=2 ** 16, scale_factor=2, scale_window=1000)
+    return ms.amp.auto_mixed_precision(model, amp_level), loss_scaler, amp_level
+
+
 def make_train_step(model, loss_fn, optimizer, clip_grad, world_size, loss_scaler=None):
     """One optimisation step, compiled to a graph with ms.jit."""
     import mindspore as ms
@@ -200,12 +212,7 @@ def train(cfg: TrainConfig, on_epoch_end=None):
         raise ValueError(f"the training set has {train_data.num_samples} images per device, fewer than one batch of "
                          f"{cfg.batch_size}; lower --batch-size")
 
-    amp_level = cfg.amp_level or ("O0" if target == "CPU" else "O2")
-    loss_scaler = None
-    network = model  # what the train/eval steps run; `model` stays the VisionTransformer (optimizer groups, saving)
-    if amp_level != "O0":
-        network = ms.amp.auto_mixed_precision(model, amp_level)
-        loss_scaler = ms.amp.DynamicLossScaler(scale_value=2 ** 16, scale_factor=2, scale_window=1000)
+    network, loss_scaler, _ = mixed_precision(model, cfg.amp_level, target)
 
     lr_schedule = create_scheduler(steps_per_epoch, scheduler="warmup_cosine_decay", lr=cfg.lr, min_lr=cfg.min_lr,
                                    warmup_epochs=cfg.warmup_epochs, decay_epochs=cfg.epochs - cfg.warmup_epochs,
