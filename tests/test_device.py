@@ -3,7 +3,7 @@ import pytest
 
 import mindspore as ms
 
-from vit_ms.device import set_device
+from vit_ms.device import set_device, to_numpy
 
 
 def _accelerator_present():
@@ -39,3 +39,56 @@ def test_unavailable_backend_is_refused():
 def test_bad_names_raise(device, error, message):
     with pytest.raises(error, match=message):
         set_device(device, verbose=False)
+
+
+def _train_step():
+    """A small ViT training step (a few tenths of a second on a 2-core CPU) and its inputs. MindSpore returns from
+    such a call before the step has finished; reading the loss then waits for the rest."""
+    import numpy as np
+    from mindcv.loss import create_loss
+
+    from vit_ms.factory import create_model
+    from vit_ms.optim import make_optimizer
+    from vit_ms.train import make_train_step
+
+    np.random.seed(0)
+    model = create_model("vit_ti_16", depth=2, num_classes=10)
+    model.set_train(True)
+    step = make_train_step(model, create_loss(name="CE"), make_optimizer(model, 1e-4, 0.05), 1.0, 1)
+    rng = np.random.default_rng(0)
+    images = ms.Tensor(rng.standard_normal((8, 3, 224, 224), dtype=np.float32))
+    labels = ms.Tensor(rng.integers(0, 10, 8).astype(np.int32))
+    return step, images, labels
+
+
+def test_to_numpy_reads_the_result_while_the_caller_sleeps():
+    import time
+
+    set_device("CPU", verbose=False)
+    step, images, labels = _train_step()
+    first = step(images, labels).asnumpy()                 # compiled
+    wall, cpu = time.perf_counter(), time.thread_time()
+    loss = to_numpy(step(images, labels))
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    assert loss.shape == () and loss.dtype == first.dtype and 0 < loss < first  # the loss of the second step
+    assert wall > 0.1, f"the step ran {wall:.3f} s: too short to tell waiting from spinning"
+    # MindSpore's own wait (asnumpy) spins in the calling thread for most of the step; to_numpy's caller sleeps
+    assert cpu < 0.25 * wall, f"calling thread used {cpu:.3f} s of CPU in {wall:.3f} s"
+
+
+def test_to_numpy_waits_on_a_lowest_priority_thread():
+    import os
+
+    set_device("CPU", verbose=False)
+    to_numpy(ms.Tensor([1.0]))
+    if not hasattr(os, "SCHED_IDLE"):
+        pytest.skip("no SCHED_IDLE on this system")
+    from vit_ms import device
+
+    assert device._waiter.submit(lambda: os.sched_getscheduler(0)).result() == os.SCHED_IDLE
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE        # the caller keeps its priority
+
+
+def test_to_numpy_refuses_what_is_not_a_tensor():
+    with pytest.raises(TypeError, match="expected a MindSpore Tensor, got list"):
+        to_numpy([1.0, 2.0])

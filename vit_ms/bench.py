@@ -57,7 +57,7 @@ def _mindspore_worker(framework, config):
     import mindspore as ms
     from mindcv.loss import create_loss
 
-    from .device import set_device
+    from .device import set_device, to_numpy
     from .optim import make_optimizer
     from .train import make_eval_step, make_train_step, mixed_precision
 
@@ -84,7 +84,7 @@ def _mindspore_worker(framework, config):
     if "eval" in config["modes"]:
         network.set_train(False)
         eval_step = make_eval_step(network)
-        result["eval"] = _time_steps(lambda: eval_step(images), lambda out: out.asnumpy(), config["warmup"],
+        result["eval"] = _time_steps(lambda: eval_step(images), to_numpy, config["warmup"],
                                      config["steps"], batch)
         result["eval"]["peak_rss_mb"] = _peak_rss_mb()
     if "train" in config["modes"]:
@@ -92,7 +92,7 @@ def _mindspore_worker(framework, config):
         optimizer = make_optimizer(model, 1e-3, 0.05)
         loss_fn = create_loss(name="CE", label_smoothing=0.1)
         train_step = make_train_step(network, loss_fn, optimizer, 1.0, 1, loss_scaler)
-        result["train"] = _time_steps(lambda: train_step(images, labels), lambda out: out.asnumpy(),
+        result["train"] = _time_steps(lambda: train_step(images, labels), to_numpy,
                                       config["warmup"], config["steps"], batch)
         result["train"]["peak_rss_mb"] = _peak_rss_mb()
     if target != "CPU":

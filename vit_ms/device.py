@@ -1,4 +1,8 @@
-"""Pick the MindSpore backend: Ascend, then GPU, then CPU."""
+"""Pick the MindSpore backend (Ascend, then GPU, then CPU) and read results back from it."""
+import concurrent.futures
+import os
+import threading
+
 import mindspore as ms
 
 BACKENDS = ("Ascend", "GPU", "CPU")
@@ -41,3 +45,40 @@ def set_device(device="auto", verbose=True):
     if verbose:
         print(f"vit_ms: using {target} (MindSpore {ms.__version__})")
     return target
+
+
+# MindSpore 2.10 runs a jit-compiled graph asynchronously; reading a result (Tensor.asnumpy) then waits in a busy
+# loop (runtime::Pipeline::WaitAll) in the calling thread. On a CPU backend that loop takes a core from the kernels:
+# on a 2-core CPU the ViT-B/16 training step went from 7.9 s to 5.9 s once the wait stopped competing.
+_waiter = None
+_waiter_pid = None
+
+
+def _lowest_priority():
+    """Make the calling thread run only when no other thread wants the CPU (Linux SCHED_IDLE; else nice 19)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
+
+
+def to_numpy(tensor):
+    """``tensor.asnumpy()``, without the wait taking CPU time from the computation that produces the tensor.
+
+    On the CPU backend the wait runs on a helper thread at the lowest scheduling priority, while the caller sleeps
+    until the result is there; elsewhere (Ascend, GPU, or a system without per-thread priorities) it is plain
+    ``asnumpy()``. Use it wherever a loop reads results of a compiled step (training loss, eval logits, benchmarks).
+    """
+    global _waiter, _waiter_pid
+    if not hasattr(tensor, "asnumpy"):
+        raise TypeError(f"expected a MindSpore Tensor, got {type(tensor).__name__}")
+    if ms.get_context("device_target") != "CPU" or not hasattr(os, "sched_setscheduler"):
+        return tensor.asnumpy()
+    if _waiter is None or _waiter_pid != os.getpid():  # a forked child gets a fresh helper thread
+        _waiter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="vit_ms-wait",
+                                                        initializer=_lowest_priority)
+        _waiter_pid = os.getpid()
+    return _waiter.submit(tensor.asnumpy).result()

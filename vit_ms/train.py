@@ -141,13 +141,14 @@ def evaluate_dataset(eval_step, dataset, num_classes, desc="eval", disable_bar=F
     """Run eval_step over a dataset; return a metrics.ClassificationMeter result plus the mean loss."""
     from tqdm.auto import tqdm
 
+    from .device import to_numpy
     from .metrics import ClassificationMeter
 
     meter = ClassificationMeter(num_classes)
     loss_sum, count = 0.0, 0
     for images, labels in tqdm(dataset.create_tuple_iterator(num_epochs=1), total=dataset.get_dataset_size(),
                                desc=desc, leave=False, disable=disable_bar):
-        logits = eval_step(images).asnumpy()
+        logits = to_numpy(eval_step(images))
         labels = labels.asnumpy()
         meter.update(logits, labels)
         shifted = logits - logits.max(axis=1, keepdims=True)
@@ -177,7 +178,7 @@ def train(cfg: TrainConfig, on_epoch_end=None):
 
     from .checkpoint import atomic_save, save_model
     from .data import create_dataset
-    from .device import set_device
+    from .device import set_device, to_numpy
     from .factory import create_model
     from .optim import make_optimizer
 
@@ -260,7 +261,7 @@ def train(cfg: TrainConfig, on_epoch_end=None):
         for step, (images, labels) in enumerate(train_data.dataset.create_tuple_iterator(num_epochs=1)):
             pending.append(train_step(images, labels))
             if len(pending) == cfg.log_interval or step == steps_per_epoch - 1:
-                values = [float(v.asnumpy()) for v in pending]
+                values = [float(to_numpy(v)) for v in pending]
                 pending = []
                 if not all(math.isfinite(v) for v in values):
                     bar.close()
