@@ -12,7 +12,8 @@ from mindcv.models.vit import vit_b_16_224
 from numpy_vit import forward as numpy_forward
 from numpy_vit import from_vit_ms
 from vit_ms.factory import create_model
-from vit_ms.model import _WIDE, GELU, Attention, DropPath, VisionTransformer, _column_blocks, _trunc_normal
+from vit_ms.model import (_WIDE, GELU, Attention, DropPath, LayerNorm, VisionTransformer, _column_blocks,
+                          _trunc_normal)
 
 SMALL = dict(image_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=10)
 MINDCV_NUMERICS = dict(norm_eps=1e-7, gelu_approximate=True)  # mindcv: nn.LayerNorm's 1e-7, nn.GELU's tanh form
@@ -286,6 +287,8 @@ def native_kernels(cell):
     for _, sub in cell.cells_and_names():
         if hasattr(sub, "cpu_kernels"):
             sub.cpu_kernels = False
+        if isinstance(sub, LayerNorm):
+            sub.fused = None
     return cell
 
 
@@ -311,6 +314,7 @@ def test_cpu_kernels_equal_native_kernels_with_gradients(config):
     config = dict(SMALL, **config)
     fast, native = VisionTransformer(**config), native_kernels(VisionTransformer(**config))
     assert fast.blocks[0].mlp.fc2.cpu_kernels and fast.blocks[0].mlp.act.cpu_kernels and fast.patch_embed.cpu_kernels
+    assert fast.blocks[0].norm1.fused is not None and fast.norm.fused is not None, "vit_ms.native did not build"
     load_by_name(native, randomize(fast, np.random.default_rng(9), scale=0.2))
     x = images(4, 32)
     for model in (fast, native):
@@ -322,6 +326,36 @@ def test_cpu_kernels_equal_native_kernels_with_gradients(config):
     for name, grad in grads.items():
         assert relative_error(grad, expected[name]) <= 1e-5, name
         assert np.abs(grad).max() > 0, name  # every parameter gets a gradient
+
+
+@pytest.mark.skipif(ms.get_context("device_target") != "CPU", reason="the fused kernel is CPU-only")
+@pytest.mark.parametrize("shape, eps", [((2, 5, 48), 1e-6), ((7, 768), 1e-7), ((3, 197, 768), 1e-6)])
+def test_layer_norm_fused_backward_equals_mindspore(shape, eps):
+    from mindspore import nn
+
+    rng = np.random.default_rng(3)
+    fused, reference = LayerNorm(shape[-1], eps), nn.LayerNorm((shape[-1],), epsilon=eps)
+    assert fused.fused is not None, "vit_ms.native did not build"
+    for cell in (fused, reference):
+        cell.gamma.set_data(ms.Tensor(rng.uniform(0.5, 1.5, shape[-1]).astype(np.float32)))
+        cell.beta.set_data(ms.Tensor(rng.standard_normal(shape[-1]).astype(np.float32)))
+        rng = np.random.default_rng(3)                       # the same gamma and beta in both
+    x = ms.Tensor((rng.standard_normal(shape) * 3 + 1).astype(np.float32))   # off-centre rows, as in a ViT
+    weights = ms.Tensor(rng.standard_normal(shape).astype(np.float32))
+
+    def outputs_and_gradients(cell):
+        def loss_fn(inputs):
+            return (cell(inputs) * weights).sum()
+
+        _, grads = ms.jit(ms.value_and_grad(loss_fn, 0, cell.trainable_params()))(x)
+        return cell(x).asnumpy(), grads[0].asnumpy(), [g.asnumpy() for g in grads[1]]
+
+    results = [outputs_and_gradients(cell) for cell in (fused, reference)]
+    (y, dx, (dgamma, dbeta)), (y_ref, dx_ref, (dgamma_ref, dbeta_ref)) = results
+    np.testing.assert_array_equal(y, y_ref)                   # forward: MindSpore's own kernel
+    assert relative_error(dx, dx_ref) <= 1e-5
+    assert relative_error(dgamma, dgamma_ref) <= 1e-5
+    assert relative_error(dbeta, dbeta_ref) <= 1e-5
 
 
 @pytest.mark.parametrize("width, blocks", [(192, 1), (2048, 1), (3072, 2), (4096, 2), (5120, 4)])

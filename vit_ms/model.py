@@ -15,6 +15,8 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
+from . import native
+
 
 def _trunc_normal(shape, std, a=-2.0, b=2.0):
     """float32 Tensor from normal(0, std) truncated to [a, b] (absolute bounds, like MindSpore's TruncatedNormal and
@@ -109,6 +111,47 @@ class GELU(nn.GELU):
         if not self.cpu_kernels or self.approximate == "tanh":
             return super().construct(x)
         return x * (0.5 + 0.5 * ops.erf(x * 0.7071067811865476))
+
+
+class _LayerNormFunction(nn.Cell):
+    """LayerNorm over the last axis with MindSpore's forward kernel and vit_ms's C++ backward (float32)."""
+
+    def __init__(self, epsilon, backward):
+        super().__init__()
+        self.epsilon = epsilon
+        self.layer_norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=epsilon)
+        self.layer_norm_grad = backward
+
+    def construct(self, x, gamma, beta):
+        return self.layer_norm(x, gamma, beta)            # (y, mean, variance)
+
+    def bprop(self, x, gamma, beta, out, dout):
+        _, mean, variance = out
+        return self.layer_norm_grad(x, dout[0], mean, ops.rsqrt(variance + self.epsilon), gamma)
+
+
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm over the last axis: same parameters, same result. On CPU, float32, its backward pass is the
+    fused C++ kernel of ``vit_ms.native`` (MindSpore's CPU LayerNormGrad is ~7x slower at ViT sizes), when that
+    kernel can be built; otherwise MindSpore's kernels."""
+
+    def __init__(self, dim, epsilon):
+        super().__init__((dim,), epsilon=epsilon)
+        backward = native.layer_norm_grad() if _on_cpu() else None
+        self.fused = None if backward is None else _LayerNormFunction(epsilon, backward)
+
+    def set_epsilon(self, epsilon):
+        """Change epsilon after construction (before the first call: a compiled graph keeps the old one)."""
+        self.epsilon = float(epsilon)
+        self.layer_norm = ops.LayerNorm(begin_norm_axis=self.begin_norm_axis, begin_params_axis=self.begin_params_axis,
+                                        epsilon=self.epsilon)
+        if self.fused is not None:
+            self.fused = _LayerNormFunction(self.epsilon, self.fused.layer_norm_grad)
+
+    def construct(self, x):
+        if self.fused is None or x.dtype != ms.float32:
+            return super().construct(x)
+        return self.fused(x, self.gamma, self.beta)[0]
 
 
 def _dense(in_dim, out_dim):
@@ -267,10 +310,10 @@ class Block(nn.Cell):
     def __init__(self, dim, num_heads, mlp_ratio=4.0, drop=0.0, attn_drop=0.0, drop_path=0.0,
                  norm_eps=1e-6, gelu_approximate=False):
         super().__init__()
-        self.norm1 = nn.LayerNorm((dim,), epsilon=norm_eps)
+        self.norm1 = LayerNorm(dim, norm_eps)
         self.attn = Attention(dim, num_heads, attn_drop=attn_drop, proj_drop=drop)
         self.drop_path1 = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm((dim,), epsilon=norm_eps)
+        self.norm2 = LayerNorm(dim, norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop, gelu_approximate=gelu_approximate)
         self.drop_path2 = DropPath(drop_path)
 
@@ -334,7 +377,7 @@ class VisionTransformer(nn.Cell):
         self.blocks = nn.CellList([
             Block(embed_dim, num_heads, mlp_ratio, drop_rate, attn_drop_rate, rates[i], norm_eps, gelu_approximate)
             for i in range(depth)])
-        self.norm = nn.LayerNorm((embed_dim,), epsilon=norm_eps)
+        self.norm = LayerNorm(embed_dim, norm_eps)
         if representation_size:
             # the original pre-training head: Dense + tanh before the classifier
             self.pre_logits = nn.SequentialCell([_dense(embed_dim, representation_size), nn.Tanh()])

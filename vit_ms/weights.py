@@ -574,6 +574,8 @@ def set_numerics(model, norm_eps=None, gelu_approximate=None, mean=None, std=Non
     In graph mode, call this before the model's first call: a compiled graph keeps the numerics it was built with.
     """
     from mindspore import nn, ops
+
+    from .model import LayerNorm
     if norm_eps is not None and (isinstance(norm_eps, bool) or not isinstance(norm_eps, (int, float))
                                  or not norm_eps > 0):
         raise ValueError(f"norm_eps must be a positive number, got {norm_eps!r}")
@@ -587,7 +589,9 @@ def set_numerics(model, norm_eps=None, gelu_approximate=None, mean=None, std=Non
     if std is not None and not all(v > 0 for v in std):
         raise ValueError(f"std must be positive, got {std!r}")
     for _, cell in model.cells_and_names():
-        if norm_eps is not None and isinstance(cell, nn.LayerNorm):
+        if norm_eps is not None and isinstance(cell, LayerNorm):
+            cell.set_epsilon(norm_eps)
+        elif norm_eps is not None and isinstance(cell, nn.LayerNorm):
             # the epsilon lives in the LayerNorm primitive built by the constructor: rebuild it
             cell.epsilon = float(norm_eps)
             cell.layer_norm = ops.LayerNorm(begin_norm_axis=cell.begin_norm_axis,

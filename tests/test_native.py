@@ -1,0 +1,60 @@
+"""vit_ms.native: the C++ CPU kernels are built once, cached, and replaced by MindSpore's kernels (with a warning)
+when they cannot be built."""
+import warnings
+
+import pytest
+
+from vit_ms import native
+from vit_ms.model import LayerNorm
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """An empty kernel cache and a cleared in-process memo; restored afterwards."""
+    monkeypatch.setenv("VIT_MS_CACHE", str(tmp_path / "cache"))
+    native.library.cache_clear()
+    yield tmp_path / "cache"
+    native.library.cache_clear()
+
+
+def test_library_is_built_once_and_reused(fresh):
+    path = native.library()
+    assert path is not None and path.parent == fresh and path.suffix == ".so"
+    built = path.stat().st_mtime_ns
+    native.library.cache_clear()
+    assert native.library() == path and path.stat().st_mtime_ns == built   # from the cache, not rebuilt
+    assert not list(fresh.glob("*.part"))                                   # no half-written file left
+
+
+def test_switched_off_by_environment(fresh, monkeypatch):
+    monkeypatch.setenv("VIT_MS_NATIVE", "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # switching it off on purpose is not worth a warning
+        assert native.library() is None
+        assert LayerNorm(8, 1e-6).fused is None              # MindSpore's kernels
+    assert not fresh.exists()
+
+
+def test_broken_compiler_warns_once_and_falls_back(fresh, monkeypatch):
+    monkeypatch.setenv("CXX", "false")                       # a "compiler" that always fails
+    expected = r"false could not build layer_norm_grad\.cc \(exit status 1\); using MindSpore's CPU kernels instead"
+    with pytest.warns(RuntimeWarning, match=expected):
+        assert native.library() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                       # the result is remembered: no second warning
+        assert LayerNorm(8, 1e-6).fused is None
+    assert not list(fresh.glob("*"))                         # nothing half-built is cached
+
+
+def test_missing_compiler_is_named(fresh, monkeypatch):
+    monkeypatch.setenv("CXX", "/nonexistent/g++")
+    with pytest.warns(RuntimeWarning, match=r"running /nonexistent/g\+\+ failed"):
+        assert native.library() is None
+
+
+def test_unwritable_cache_is_named(fresh, monkeypatch, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("VIT_MS_CACHE", str(blocker / "cache"))   # under a file: cannot be created
+    with pytest.warns(RuntimeWarning, match=r"cannot create the kernel cache .*file/cache .*set VIT_MS_CACHE"):
+        assert native.library() is None

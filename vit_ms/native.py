@@ -1,0 +1,80 @@
+"""C++ kernels for MindSpore's CPU backend (``vit_ms/csrc``), built on first use with the system C++ compiler.
+
+MindSpore runs them as custom operators (``ops.Custom`` with ``func_type="aot"``). They replace CPU kernels that are
+far slower than the memory traffic they need (see each source file for the figures). The shared library is
+compiled once per source version, compiler and machine type, and cached in ``$VIT_MS_CACHE`` (default
+``~/.cache/vit_ms``). Where it cannot be built (no compiler, not Linux) or ``VIT_MS_NATIVE=0`` is set, vit_ms warns
+once and keeps MindSpore's own kernels: the results are the same, only slower.
+"""
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+SOURCES = tuple(sorted((Path(__file__).parent / "csrc").glob("*.cc")))
+FLAGS = ("-std=c++17", "-O3", "-shared", "-fPIC")
+
+
+def cache_dir():
+    return Path(os.environ.get("VIT_MS_CACHE") or Path.home() / ".cache" / "vit_ms")
+
+
+def _compiler():
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+
+
+@functools.lru_cache(maxsize=None)
+def library():
+    """Path of the compiled kernel library, or None (after one warning) when it is switched off or cannot be built."""
+    if os.environ.get("VIT_MS_NATIVE", "1") == "0":
+        return None
+    if not sys.platform.startswith("linux"):
+        return _unavailable(f"native CPU kernels are built on Linux only (this is {sys.platform})")
+    compiler = _compiler()
+    if compiler is None:
+        return _unavailable("no C++ compiler found (install g++ or set CXX)")
+    key = hashlib.sha256()
+    for part in (compiler, platform.machine(), *FLAGS):
+        key.update(part.encode())
+    for source in SOURCES:
+        key.update(source.read_bytes())
+    target = cache_dir() / f"vit_ms_cpu_{key.hexdigest()[:16]}.so"
+    if target.is_file():
+        return target
+    partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return _unavailable(f"cannot create the kernel cache {target.parent} ({err}; set VIT_MS_CACHE)")
+    try:
+        result = subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", str(partial)], capture_output=True,
+                                text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return _unavailable(f"running {compiler} failed: {err}")
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        details = result.stderr.strip()[-2000:] or f"exit status {result.returncode}"
+        return _unavailable(f"{compiler} could not build {', '.join(s.name for s in SOURCES)} ({details})")
+    os.replace(partial, target)  # atomic: several processes (msrun workers) may build at the same time
+    return target
+
+
+def _unavailable(reason):
+    warnings.warn(f"vit_ms: {reason}; using MindSpore's CPU kernels instead (same results, slower training)",
+                  RuntimeWarning, stacklevel=3)
+    return None
+
+
+def layer_norm_grad():
+    """The LayerNorm backward operator: (x, dy, mean, rstd, gamma) -> (dx, dgamma, dbeta), float32, or None."""
+    path = library()
+    if path is None:
+        return None
+    from mindspore import ops
+    return ops.Custom(f"{path}:LayerNormGrad", out_shape=lambda x, dy, mean, rstd, gamma: (x, gamma, gamma),
+                      out_dtype=lambda x, dy, mean, rstd, gamma: (x, x, x), func_type="aot")
