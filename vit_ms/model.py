@@ -36,9 +36,12 @@ def _trunc_normal(shape, std, a=-2.0, b=2.0):
 # shapes): Conv2D with a 16x16 stride-16 kernel (ViT-B/16 patch embedding, batch 8: 2.4 s, against 6 ms as a matmul),
 # BiasAddGrad (~10x slower than the column sum it computes), StridedSlice (~5x slower than unstack), the erf-GELU
 # kernel (~1.3x slower and more memory than the formula written with erf), and MatMul in the a @ b and a.T @ b forms
-# once b has 3072 or more columns (2-3x slower; the a @ b.T form runs at ~180 GFLOP/s per core). LayerNorm keeps its
-# kernel: a hand-written backward pass was no faster at ViT sizes and kept ~20% more activations alive.
-# Each Cell reads the device when it is built; Ascend and GPU keep MindSpore's fused kernels.
+# once b has 3072 or more columns (2-3x slower; the a @ b.T form runs at ~180 GFLOP/s per core). The LayerNorm
+# backward pass and the exact GELU have no fast MindSpore formulation on CPU (a backward pass written with MindSpore
+# ops was no faster than its LayerNormGrad kernel); they run as small C++ kernels (vit_ms/csrc, built by
+# vit_ms.native), in ViT-B/16 at batch 8: LayerNorm backward 1.5 ms against 23 ms, GELU forward + backward
+# ([8, 197, 3072]) 23 ms against 60 ms. Each Cell reads the device when it is built; Ascend and GPU keep MindSpore's
+# fused kernels.
 
 def _on_cpu():
     return ms.get_context("device_target") == "CPU"
@@ -97,19 +100,38 @@ class Dense(nn.Dense):
         return y.reshape(x.shape[:-1] + (self.out_channels,))
 
 
+class _GeluFunction(nn.Cell):
+    """Exact GELU with vit_ms's C++ forward and backward kernels (float32)."""
+
+    def __init__(self, forward, backward):
+        super().__init__()
+        self.gelu = forward
+        self.gelu_grad = backward
+
+    def construct(self, x):
+        return self.gelu(x)                               # (y, Phi(x))
+
+    def bprop(self, x, out, dout):
+        return (self.gelu_grad(x, out[1], dout[0]),)
+
+
 class GELU(nn.GELU):
-    """nn.GELU (``approximate`` True: tanh form, False: exact erf form). On CPU the exact form is written as
-    x * Phi(x) with MindSpore's erf kernel, which is as accurate as the GELU kernel (both within 5e-8 of float64)
-    and ~1.3x faster forward and backward. The tanh form keeps the GELU kernel: the CPU tanh kernel is off by up to
-    1e-4 for |x| in [3, 7]."""
+    """nn.GELU (``approximate`` True: tanh form, False: exact erf form). On CPU the exact form is x * Phi(x) computed
+    by vit_ms's C++ kernels (float32), or, where they cannot be built, written with MindSpore's erf kernel (~1.3x
+    faster than the GELU kernel); all three are within 5e-8 of float64. The tanh form keeps the GELU kernel: the
+    CPU tanh kernel is off by up to 1e-4 for |x| in [3, 7]."""
 
     def __init__(self, approximate=True):
         super().__init__(approximate=approximate)
         self.cpu_kernels = _on_cpu()
+        kernels = native.gelu() if self.cpu_kernels else None
+        self.fused = None if kernels is None else _GeluFunction(*kernels)
 
     def construct(self, x):
         if not self.cpu_kernels or self.approximate == "tanh":
             return super().construct(x)
+        if self.fused is not None and x.dtype == ms.float32:
+            return self.fused(x)[0]
         return x * (0.5 + 0.5 * ops.erf(x * 0.7071067811865476))
 
 

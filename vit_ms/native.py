@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 SOURCES = tuple(sorted((Path(__file__).parent / "csrc").glob("*.cc")))
-FLAGS = ("-std=c++17", "-O3", "-shared", "-fPIC")
+FLAGS = ("-std=c++17", "-O3", "-shared", "-fPIC", "-pthread")
 
 
 def cache_dir():
@@ -78,3 +78,16 @@ def layer_norm_grad():
     from mindspore import ops
     return ops.Custom(f"{path}:LayerNormGrad", out_shape=lambda x, dy, mean, rstd, gamma: (x, gamma, gamma),
                       out_dtype=lambda x, dy, mean, rstd, gamma: (x, x, x), func_type="aot")
+
+
+def gelu():
+    """The exact-GELU operators, float32, or None: forward x -> (y, Phi(x)), backward (x, Phi(x), dy) -> dx."""
+    path = library()
+    if path is None:
+        return None
+    from mindspore import ops
+    forward = ops.Custom(f"{path}:GeluForward", out_shape=lambda x: (x, x), out_dtype=lambda x: (x, x),
+                         func_type="aot")
+    backward = ops.Custom(f"{path}:GeluBackward", out_shape=lambda x, cdf, dy: x, out_dtype=lambda x, cdf, dy: x,
+                          func_type="aot")
+    return forward, backward
