@@ -98,3 +98,23 @@ def test_state_names_and_errors():
     params = model.trainable_params()
     with pytest.raises(ValueError, match="one learning rate .* got one per group"):
         AdamW([{"params": params[:2], "lr": 1e-3}, {"params": params[2:], "lr": 1e-2}])
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e3], ids=["clipped", "unchanged"])
+def test_clip_by_global_norm_equals_mindspores(max_norm):
+    from mindspore import ops
+
+    from vit_ms.optim import clip_by_global_norm
+
+    rng = np.random.default_rng(4)
+    grads = tuple(ms.Tensor((rng.standard_normal(shape) * 0.1).astype(np.float32))
+                  for shape in [(16, 8), (8,), (3, 4, 5), (1,)])
+    ours = ms.jit(clip_by_global_norm)(grads, max_norm)
+    expected = ms.jit(ops.clip_by_global_norm)(grads, max_norm)
+    norm = np.sqrt(sum(float((g.asnumpy().astype(np.float64) ** 2).sum()) for g in grads))
+    clipped_norm = np.sqrt(sum(float((g.asnumpy().astype(np.float64) ** 2).sum()) for g in ours))
+    assert clipped_norm == pytest.approx(min(norm, max_norm), rel=1e-6)
+    for g, mine, theirs in zip(grads, ours, expected):
+        np.testing.assert_allclose(mine.asnumpy(), theirs.asnumpy(), rtol=1e-6, atol=0)
+        if max_norm > norm:
+            np.testing.assert_array_equal(mine.asnumpy(), g.asnumpy())   # a factor of exactly 1

@@ -96,7 +96,9 @@ def mixed_precision(model, amp_level, target):
 def make_train_step(model, loss_fn, optimizer, clip_grad, world_size, loss_scaler=None):
     """One optimisation step, compiled to a graph with ms.jit."""
     import mindspore as ms
-    from mindspore import nn, ops
+    from mindspore import nn
+
+    from .optim import clip_by_global_norm
 
     def forward(images, labels):
         loss = loss_fn(model(images).astype(ms.float32), labels)
@@ -116,11 +118,11 @@ def make_train_step(model, loss_fn, optimizer, clip_grad, world_size, loss_scale
             loss_scaler.adjust(finite)
             if finite:
                 if clip_grad > 0:
-                    grads = ops.clip_by_global_norm(grads, clip_grad)
+                    grads = clip_by_global_norm(grads, clip_grad)
                 optimizer(grads)
             return loss
         if clip_grad > 0:
-            grads = ops.clip_by_global_norm(grads, clip_grad)
+            grads = clip_by_global_norm(grads, clip_grad)
         optimizer(grads)
         return loss
 
