@@ -1,4 +1,4 @@
-"""AdamW as one fused MindSpore Adam kernel per parameter, and the optimizer vit_ms trains with.
+"""AdamW as one fused MindSpore Adam kernel per parameter, the optimizer vit_ms trains with, and gradient clipping.
 
 mindcv's AdamW computes the same update from ~15 element-wise ops per parameter; on CPU that is ~20x slower (ViT-B/16:
 ~1.5 s per step) and, because every intermediate is a full-size tensor, ~5 GB more memory per step.
@@ -78,9 +78,9 @@ def _scale_one(factor, grad):
 
 def clip_by_global_norm(grads, max_norm):
     """Scale the gradients by max_norm / max(global L2 norm, max_norm), so that their global norm is at most max_norm.
-    The rule of MindSpore's ops.clip_by_global_norm (deprecated since 2.9), with one multiplication per gradient by
-    a precomputed factor where that function multiplies and then divides each one (ViT-B/16: two passes over 86M
-    gradients); a factor of exactly 1 leaves the gradients unchanged."""
+    The rule of MindSpore's ops.clip_by_global_norm (deprecated, to be removed after 2.9), with one multiplication by
+    a precomputed factor per gradient where that function multiplies and then divides each one (ViT-B/16: two
+    passes over 86M gradients); a factor of exactly 1 leaves the gradients unchanged."""
     norm = ops.sqrt(ops.addn(_hyper_map(_square_sum, grads)))
     factor = max_norm / ops.maximum(norm, max_norm)
     return _hyper_map(ops.partial(_scale, factor), grads)
