@@ -330,12 +330,16 @@ def test_cpu_kernels_equal_native_kernels_with_gradients(config):
 
 
 @pytest.mark.skipif(ms.get_context("device_target") != "CPU", reason="the fused kernel is CPU-only")
-@pytest.mark.parametrize("shape, eps", [((2, 5, 48), 1e-6), ((7, 768), 1e-7), ((3, 197, 768), 1e-6)])
-def test_layer_norm_fused_backward_equals_mindspore(shape, eps):
+@pytest.mark.parametrize("shape, eps, built_with", [((2, 5, 48), 1e-6, 1e-6), ((7, 768), 1e-7, 1e-7),
+                                                     ((3, 197, 768), 1e-6, 1e-6), ((2, 5, 48), 0.5, 1e-6)],
+                         ids=["small", "2-D", "vit-b", "epsilon-changed-after-construction"])
+def test_layer_norm_fused_backward_equals_mindspore(shape, eps, built_with):
     from mindspore import nn
 
     rng = np.random.default_rng(3)
-    fused, reference = LayerNorm(shape[-1], eps), nn.LayerNorm((shape[-1],), epsilon=eps)
+    fused, reference = LayerNorm(shape[-1], built_with), nn.LayerNorm((shape[-1],), epsilon=eps)
+    if eps != built_with:
+        fused.set_epsilon(eps)                             # what set_numerics does when weights need another eps
     assert fused.fused is not None, "vit_ms.native did not build"
     for cell in (fused, reference):
         cell.gamma.set_data(ms.Tensor(rng.uniform(0.5, 1.5, shape[-1]).astype(np.float32)))
