@@ -3,8 +3,8 @@
 MindSpore runs them as custom operators (``ops.Custom`` with ``func_type="aot"``). They replace CPU kernels that are
 far slower than the memory traffic they need (see each source file for the figures). The shared library is
 compiled once per source version, compiler and machine type, and cached in ``$VIT_MS_CACHE`` (default
-``~/.cache/vit_ms``). Where it cannot be built (no compiler, not Linux) or ``VIT_MS_NATIVE=0`` is set, vit_ms warns
-once and keeps MindSpore's own kernels: the results are the same, only slower.
+``~/.cache/vit_ms``). Where it cannot be built (no compiler, not Linux), vit_ms warns once and keeps MindSpore's own
+kernels: the results are the same, only slower. ``VIT_MS_NATIVE=0`` switches the C++ kernels off.
 """
 import functools
 import hashlib
