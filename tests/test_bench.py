@@ -67,7 +67,7 @@ def test_cli_json(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(model="vit_x"), r"unknown model 'vit_x'; valid names: vit_ti_16"),
     (dict(mode="fast"), r"mode must be 'both', 'eval' or 'train', got 'fast'"),
-    (dict(batch_size=0), r"batch_size must be an integer >= 1, got 0"),
+    (dict(batch_size=0), r"batch_size must be a positive integer, got 0"),
     (dict(compare=("keras",)), r"compare: unknown framework\(s\) \['keras'\]"),
     (dict(image_size=30), r"image_size 30 is not divisible by the patch size 16"),
     (dict(dropout=0.1), r"unknown architecture override\(s\) \['dropout'\]"),

@@ -182,7 +182,7 @@ def test_offline_fails_fast_with_instructions(tmp_path):
 
 def test_cli_offline_exit_code_and_message(tmp_path, capsys):
     url = f"http://127.0.0.1:{unused_port()}/vit_imagenet_dataset.zip"
-    assert main(["download", "dataset", "--dest", str(tmp_path), "--url", url]) == 1
+    assert main(["download", "dataset", "--dest", str(tmp_path), "--url", url]) == 2
     err = capsys.readouterr().err
     assert url in err and str((tmp_path / "vit_imagenet_dataset.zip").resolve()) in err
 

@@ -12,8 +12,8 @@ from mindcv.models.vit import vit_b_16_224
 from numpy_vit import forward as numpy_forward
 from numpy_vit import from_vit_ms
 from vit_ms.factory import create_model
-from vit_ms.model import (_WIDE, GELU, Attention, DropPath, LayerNorm, VisionTransformer, _column_blocks,
-                          _trunc_normal)
+from vit_ms.kernels.layers import _WIDE, GELU, Dense, LayerNorm, PatchConv2d, _column_blocks
+from vit_ms.model import Attention, DropPath, VisionTransformer, _trunc_normal
 
 SMALL = dict(image_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=10)
 MINDCV_NUMERICS = dict(norm_eps=1e-7, gelu_approximate=True)  # mindcv: nn.LayerNorm's 1e-7, nn.GELU's tanh form
@@ -282,16 +282,6 @@ def test_bad_cell_arguments_raise_clear_errors():
 
 # ---- CPU kernels: the rewrites that avoid MindSpore's slow CPU kernels equal the native kernels ----
 
-def native_kernels(cell):
-    """Switch every rewritten Cell back to MindSpore's own kernels (the path Ascend and GPU take)."""
-    for _, sub in cell.cells_and_names():
-        if hasattr(sub, "cpu_kernels"):
-            sub.cpu_kernels = False
-        if isinstance(sub, LayerNorm):
-            sub.fused = None
-    return cell
-
-
 def loss_and_gradients(model, x, seed=8):
     weights = ms.Tensor(np.random.default_rng(seed).standard_normal((x.shape[0], model.num_classes or
                                                                       model.num_features), dtype=np.float32))
@@ -312,8 +302,11 @@ def loss_and_gradients(model, x, seed=8):
 ], ids=["defaults", "wide-fc2"])
 def test_cpu_kernels_equal_native_kernels_with_gradients(config):
     config = dict(SMALL, **config)
-    fast, native = VisionTransformer(**config), native_kernels(VisionTransformer(**config))
-    assert fast.blocks[0].mlp.fc2.cpu_kernels and fast.blocks[0].mlp.act.cpu_kernels and fast.patch_embed.cpu_kernels
+    # the reference: MindSpore's own layers and kernels (the path Ascend and GPU take)
+    fast, native = VisionTransformer(**config), VisionTransformer(**config, cpu_kernels=False)
+    assert isinstance(fast.blocks[0].mlp.fc2, Dense) and fast.blocks[0].mlp.fc2.linear is not None
+    assert isinstance(fast.blocks[0].mlp.act, GELU) and isinstance(fast.patch_embed.proj, PatchConv2d)
+    assert not any(isinstance(cell, (Dense, GELU, LayerNorm, PatchConv2d)) for _, cell in native.cells_and_names())
     assert fast.blocks[0].norm1.fused is not None and fast.norm.fused is not None, "vit_ms.native did not build"
     assert fast.blocks[0].mlp.act.fused is not None          # used for the exact GELU only
     load_by_name(native, randomize(fast, np.random.default_rng(9), scale=0.2))

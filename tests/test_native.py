@@ -4,8 +4,8 @@ import warnings
 
 import pytest
 
-from vit_ms import native
-from vit_ms.model import LayerNorm
+from vit_ms.kernels import native
+from vit_ms.kernels.layers import LayerNorm
 
 
 @pytest.fixture

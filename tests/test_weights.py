@@ -436,10 +436,10 @@ def test_convert_round_trip(source_layout, suffix, tmp_path, capsys):
 
 
 def test_convert_errors_are_reported(tmp_path, capsys):
-    assert main(["convert", str(tmp_path / "nope.npz"), str(tmp_path / "out.ckpt")]) == 1
+    assert main(["convert", str(tmp_path / "nope.npz"), str(tmp_path / "out.ckpt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     np.savez(tmp_path / "p.npz", **small_params())
-    assert main(["convert", str(tmp_path / "p.npz"), str(tmp_path / "out.pth")]) == 1
+    assert main(["convert", str(tmp_path / "p.npz"), str(tmp_path / "out.pth")]) == 2
     assert "must be a .ckpt or .safetensors path" in capsys.readouterr().err
 
 

@@ -18,6 +18,8 @@ import platform
 import statistics
 import sys
 
+from .checks import check_int
+
 FRAMEWORKS = ("vit_ms", "mindcv", "timm")
 MODES = ("eval", "train")
 
@@ -59,7 +61,8 @@ def _mindspore_worker(framework, config):
 
     from .device import set_device, to_numpy
     from .optim import make_optimizer
-    from .train import make_eval_step, make_train_step, mixed_precision
+    from .evaluate import make_eval_step
+    from .train import make_train_step, mixed_precision
 
     target = set_device(config["device"], verbose=False)
     ms.set_seed(0)
@@ -149,7 +152,7 @@ def _timm_worker(config):
 
 
 def _worker(framework, config, queue):
-    from .__main__ import quiet_exit_noise
+    from .cli import quiet_exit_noise
 
     sys.unraisablehook = quiet_exit_noise
     os.environ.setdefault("GLOG_v", "3")
@@ -226,8 +229,7 @@ def run_benchmark(model="vit_b_16", batch_size=8, image_size=224, mode="both", s
         raise ValueError(f"mode must be 'both', 'eval' or 'train', got {mode!r}")
     for name, value, least in (("batch_size", batch_size, 1), ("image_size", image_size, 1), ("steps", steps, 1),
                                ("warmup", warmup, 0), ("num_classes", num_classes, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        check_int(value, name, least)
     unknown = set(compare) - set(FRAMEWORKS[1:])
     if unknown:
         raise ValueError(f"compare: unknown framework(s) {sorted(unknown)}; choose from mindcv, timm")
@@ -291,35 +293,3 @@ def format_table(report):
                  "process's high-water mark (train includes eval). load: the 1-minute load average when that "
                  "framework started; other work on the machine slows every row.")
     return "\n".join(lines)
-
-
-def _bench_cli(args):
-    report = run_benchmark(model=args.model, batch_size=args.batch_size, image_size=args.image_size, mode=args.mode,
-                           steps=args.steps, warmup=args.warmup, compare=tuple(args.compare), device=args.device,
-                           num_classes=args.num_classes, amp_level=args.amp_level, patch_size=args.patch_size,
-                           embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads)
-    print(json.dumps(report, indent=2) if args.json else format_table(report))
-    return 1 if any("error" in r for r in report["results"]) else 0
-
-
-def add_cli(subparsers):
-    p = subparsers.add_parser("bench", help="images/s of vit_ms vs mindcv and timm (forward and training step)",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="vit_b_16", help="vit_ms model name (default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--patch-size", type=int, default=None)
-    p.add_argument("--embed-dim", type=int, default=None)
-    p.add_argument("--depth", type=int, default=None)
-    p.add_argument("--num-heads", type=int, default=None)
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--mode", choices=("both",) + MODES, default="both", help="eval (forward), train (step) or both")
-    p.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps after the first call (default: %(default)s)")
-    p.add_argument("--compare", nargs="*", default=["mindcv", "timm"], choices=FRAMEWORKS[1:],
-                   help="frameworks to measure beside vit_ms (default: mindcv timm; none: just vit_ms)")
-    p.add_argument("--device", default="auto", help="auto, Ascend, GPU or CPU (MindSpore models)")
-    p.add_argument("--amp-level", default=None, choices=["O0", "O1", "O2", "O3"],
-                   help="MindSpore mixed precision (default: O0 on CPU, O2 on Ascend/GPU, as training)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=_bench_cli)

@@ -1,19 +1,12 @@
 """Trained-model files: weights plus what is needed to rebuild the model (architecture and class names)."""
 import json
-import os
 from pathlib import Path
 
 import mindspore as ms
 
-CONFIG_KEY, CLASSES_KEY = "vit_ms_config", "vit_ms_classes"
-
-
-def atomic_save(cell_or_list, path, append_dict=None):
-    """ms.save_checkpoint to a temporary file, then rename: a crash never leaves a half-written checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.ckpt")
-    ms.save_checkpoint(cell_or_list, str(tmp), append_dict=append_dict)
-    os.replace(tmp, path)
+from .config import CLASSES_KEY, CONFIG_KEY
+from .model import VisionTransformer
+from .weights import atomic_save, load_pretrained
 
 
 def save_model(model, path, classes=None):
@@ -47,9 +40,6 @@ def load_model(path, **overrides):
 
     Returns (model, class names or None). ``overrides`` change constructor arguments (e.g. drop rates).
     """
-    from .model import VisionTransformer
-    from .weights import load_pretrained
-
     config, classes = read_model_info(path)
     if config is None:
         raise ValueError(f"{path} has no vit_ms model configuration (it was not written by vit_ms training); "

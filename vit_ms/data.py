@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, 0-1 units, as model.mean
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CROP_PCT = 0.875  # validation: resize the shorter side to image_size / 0.875, then centre-crop image_size
+from .checks import check_int
+from .config import CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
 # what mindspore.dataset.vision.Decode reads (GIF and WebP need PIL there, so they are not used)
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff")
 AUTO_AUGMENT_POLICIES = ("randaug", "autoaug", "3a", "trivialaugwide", "augmix")  # mindcv's policy name prefixes
@@ -66,6 +65,21 @@ def _visible_subdirs(folder):
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
 
 
+def _class_folders(root, split):
+    split_dir = Path(root) / split
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"no '{split}' folder at {split_dir}; {_layout(root)}")
+    present = _visible_subdirs(split_dir)
+    if not present:
+        raise ValueError(f"{split_dir} has no class folders; {_layout(root)}")
+    return present
+
+
+def list_classes(root):
+    """The class folder names of ROOT/train, sorted: label i is the i-th (without reading any image)."""
+    return _class_folders(root, "train")
+
+
 def scan_image_folder(root, split="train"):
     """([(path, label)], classes) for ROOT/split/<class>/<image>; files sorted, labels index train's classes.
 
@@ -73,11 +87,7 @@ def scan_image_folder(root, split="train"):
     """
     root = Path(root)
     split_dir = root / split
-    if not split_dir.is_dir():
-        raise FileNotFoundError(f"no '{split}' folder at {split_dir}; {_layout(root)}")
-    present = _visible_subdirs(split_dir)
-    if not present:
-        raise ValueError(f"{split_dir} has no class folders; {_layout(root)}")
+    present = _class_folders(root, split)
     classes = present
     train_dir = root / "train"
     if split != "train" and train_dir.is_dir():
@@ -248,12 +258,6 @@ class FolderData:
         return self.num_samples // self.batch_size if self.drop_remainder else -(-self.num_samples // self.batch_size)
 
 
-def _positive_int(value, what):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def create_dataset(root, split="train", image_size=224, batch_size=32, training=None, mean=IMAGENET_MEAN,
                    std=IMAGENET_STD, crop_scale=(0.08, 1.0), hflip=0.5, auto_augment=None, mixup=0.0, num_classes=None,
                    num_workers=2, seed=0, shuffle=None, num_shards=None, shard_id=None, drop_remainder=None,
@@ -284,9 +288,9 @@ def create_dataset(root, split="train", image_size=224, batch_size=32, training=
     training = split == "train" if training is None else bool(training)
     shuffle = training if shuffle is None else bool(shuffle)
     drop_remainder = training if drop_remainder is None else bool(drop_remainder)
-    image_size = _positive_int(image_size, "image_size")
-    batch_size = _positive_int(batch_size, "batch_size")
-    num_workers = _positive_int(num_workers, "num_workers")
+    image_size = check_int(image_size, "image_size")
+    batch_size = check_int(batch_size, "batch_size")
+    num_workers = check_int(num_workers, "num_workers")
     if mixup < 0:
         raise ValueError(f"mixup is the Beta distribution's alpha and must be >= 0, got {mixup}")
     if mixup > 0 and not training:
@@ -295,7 +299,7 @@ def create_dataset(root, split="train", image_size=224, batch_size=32, training=
         raise ValueError(f"give both num_shards and shard_id or neither, got num_shards={num_shards}, "
                          f"shard_id={shard_id}")
     if num_shards is not None:
-        num_shards = _positive_int(num_shards, "num_shards")
+        num_shards = check_int(num_shards, "num_shards")
         if not 0 <= shard_id < num_shards:
             raise ValueError(f"shard_id must be in [0, {num_shards}), got {shard_id}")
     ops = (train_transforms(image_size, mean, std, crop_scale, hflip, auto_augment) if training
@@ -323,7 +327,7 @@ def create_dataset(root, split="train", image_size=224, batch_size=32, training=
         num_samples = math.ceil(num_samples / num_shards)
     if num_classes is None:
         num_classes = len(classes)
-    elif _positive_int(num_classes, "num_classes") < len(classes):
+    elif check_int(num_classes, "num_classes") < len(classes):
         raise ValueError(f"num_classes={num_classes} is smaller than the {len(classes)} class folders")
 
     ds.config.set_seed(int(seed))
@@ -351,7 +355,7 @@ def load_image(image, image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     from mindspore.dataset import vision
     from PIL import Image
 
-    image_size = _positive_int(image_size, "image_size")
+    image_size = check_int(image_size, "image_size")
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         if not path.is_file():

@@ -5,7 +5,9 @@ import threading
 
 import mindspore as ms
 
-BACKENDS = ("Ascend", "GPU", "CPU")
+from .config import BACKENDS
+
+_chosen = None  # the backend set_device selected in this process
 
 
 def _available(target):
@@ -23,7 +25,7 @@ def set_device(device="auto", verbose=True):
         raise TypeError(f"device must be a string, one of 'auto', {', '.join(map(repr, BACKENDS))}; got {device!r}")
     names = {b.lower(): b for b in BACKENDS}
     if device.lower() == "auto":
-        target = next(b for b in BACKENDS if _available(b))
+        target = _best_available()
     elif device.lower() in names:
         target = names[device.lower()]
         if not _available(target):
@@ -31,8 +33,9 @@ def set_device(device="auto", verbose=True):
                                f"use device='auto' or 'CPU'")
     else:
         raise ValueError(f"device must be 'auto', {', '.join(map(repr, BACKENDS))}; got {device!r}")
+    global _chosen
     current = ms.get_context("device_target")
-    if current != target or not getattr(set_device, "_done", False):
+    if current != target or _chosen is None:
         if hasattr(ms, "set_device"):  # MindSpore >= 2.5
             try:
                 ms.set_device(target)
@@ -41,10 +44,24 @@ def set_device(device="auto", verbose=True):
                     raise
         else:
             ms.set_context(device_target=target)
-        set_device._done = True
+        _chosen = target
     if verbose:
         print(f"vit_ms: using {target} (MindSpore {ms.__version__})")
     return target
+
+
+def _best_available():
+    return next(b for b in BACKENDS if _available(b))
+
+
+def current_device():
+    """The backend a model built now will run on: the one ``set_device`` selected; before any selection, the one
+    MindSpore's context names if it is an accelerator, else the one ``set_device("auto")`` will select. So a model
+    built before ``set_device("auto")`` takes the same path as one built after it."""
+    if _chosen is not None:
+        return _chosen
+    target = ms.get_context("device_target")
+    return target if target != "CPU" else _best_available()
 
 
 # MindSpore 2.10 runs a jit-compiled graph asynchronously; reading a result (Tensor.asnumpy) then waits in a busy

@@ -215,7 +215,6 @@ def download_course_dataset(dest_dir="data", url=COURSE_DATASET_URL, sha256=None
         root = _split_root(extracted)
         if root is None:
             raise ValueError(f"{zip_path} holds no folder with train/ and val/ sub-folders; is it the right file?")
-    print(f"dataset ready at {root} (train/ and val/ inside)")
     return root
 
 
@@ -223,30 +222,4 @@ def download_course_checkpoint(dest_dir="checkpoints", url=COURSE_CHECKPOINT_URL
     """Download the tutorial's ViT-B/16 (224x224) MindSpore checkpoint; return its path."""
     path = download(url, Path(dest_dir) / Path(urllib.parse.urlsplit(url).path).name, sha256=sha256,
                     timeout=timeout)
-    print(f"checkpoint ready at {path}")
     return path
-
-
-def _cli(args):
-    fetch = {"dataset": download_course_dataset, "checkpoint": download_course_checkpoint}[args.what]
-    defaults = {"dataset": ("data", COURSE_DATASET_URL), "checkpoint": ("checkpoints", COURSE_CHECKPOINT_URL)}
-    dest, url = args.dest or defaults[args.what][0], args.url or defaults[args.what][1]
-    try:
-        fetch(dest, url=url, sha256=args.sha256)
-    except ConnectionError as err:  # the message is the help; a traceback would bury it
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def add_cli(subparsers):
-    p = subparsers.add_parser("download", help="download the course dataset or the ViT-B/16 checkpoint",
-                              description="Download the ImageNet subset of the MindSpore ViT tutorial "
-                                          f"({COURSE_DATASET_URL}) or its checkpoint ({COURSE_CHECKPOINT_URL}). "
-                                          "Partial downloads resume.")
-    p.add_argument("what", choices=("dataset", "checkpoint"))
-    p.add_argument("--dest", default=None, help="folder to download into (default: data for the dataset, "
-                                                "checkpoints for the checkpoint)")
-    p.add_argument("--url", default=None, help="download from this URL instead (a mirror)")
-    p.add_argument("--sha256", default=None, help="expected SHA-256 of the downloaded file")
-    p.set_defaults(func=_cli)

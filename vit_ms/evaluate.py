@@ -2,7 +2,40 @@
 import json
 from pathlib import Path
 
+import mindspore as ms
 import numpy as np
+from tqdm.auto import tqdm
+
+from .checkpoint import load_model, read_model_info
+from .data import class_names_for, create_dataset, load_class_names, load_image
+from .device import set_device, to_numpy
+from .factory import create_model
+from .metrics import ClassificationMeter, log_softmax, ranked, softmax
+
+
+def make_eval_step(model):
+    """The forward pass compiled to a graph; float32 logits even under mixed precision."""
+    @ms.jit
+    def eval_step(images):
+        return model(images).astype(ms.float32)
+
+    return eval_step
+
+
+def evaluate_dataset(eval_step, dataset, num_classes, desc="eval", disable_bar=False):
+    """Run eval_step over a dataset; return a metrics.ClassificationMeter result plus the mean loss."""
+    meter = ClassificationMeter(num_classes)
+    loss_sum, count = 0.0, 0
+    for images, labels in tqdm(dataset.create_tuple_iterator(num_epochs=1), total=dataset.get_dataset_size(),
+                               desc=desc, leave=False, disable=disable_bar):
+        logits = to_numpy(eval_step(images))
+        labels = labels.asnumpy()
+        meter.update(logits, labels)
+        loss_sum += float(-log_softmax(logits)[np.arange(len(labels)), labels].sum())
+        count += len(labels)
+    result = meter.result()
+    result["loss"] = loss_sum / max(count, 1)
+    return result
 
 
 def load_for_inference(checkpoint, model=None, image_size=None, num_classes=None):
@@ -11,10 +44,6 @@ def load_for_inference(checkpoint, model=None, image_size=None, num_classes=None
     A checkpoint written by vit_ms training rebuilds its own architecture; any other (published weights) needs
     the model name (default vit_b_16). Class names: those stored in the checkpoint, else ImageNet's for 1000 classes.
     """
-    from .checkpoint import load_model, read_model_info
-    from .data import load_class_names
-    from .factory import create_model
-
     config, classes = read_model_info(checkpoint)
     if config is not None:
         net, classes = load_model(checkpoint)
@@ -30,11 +59,8 @@ def load_for_inference(checkpoint, model=None, image_size=None, num_classes=None
 
 
 def evaluate(checkpoint, data, split="val", batch_size=32, num_workers=2, device="auto", output=None, model=None):
-    """Evaluate a checkpoint on DATA/split. Writes eval.json and confusion_matrix.png to ``output`` if given."""
-    from .data import class_names_for, create_dataset
-    from .device import set_device
-    from .train import evaluate_dataset, make_eval_step
-
+    """Evaluate a checkpoint on DATA/split; return the report dict. Writes eval.json and confusion_matrix.png to
+    ``output`` if given."""
     set_device(device)
     net, classes = load_for_inference(checkpoint, model=model)
     dataset = create_dataset(data, split, image_size=net.image_size, batch_size=batch_size, training=False,
@@ -50,10 +76,13 @@ def evaluate(checkpoint, data, split="val", batch_size=32, num_workers=2, device
     names = dataset.class_names if hasattr(dataset, "class_names") else class_names_for(dataset.classes)
     report = dict(checkpoint=str(checkpoint), data=str(data), split=split, num_samples=int(result["count"]),
                   top1=result["top1"], top5=result["top5"], loss=result["loss"], classes=list(dataset.classes),
-                  class_names=list(names), per_class_accuracy=[None if np.isnan(a) else float(a) for a in result["per_class_accuracy"]],
+                  class_names=list(names),
+                  per_class_accuracy=[None if np.isnan(a) else float(a) for a in result["per_class_accuracy"]],
                   confusion_matrix=np.asarray(result["confusion_matrix"]).astype(int).tolist(),
                   skipped=list(getattr(dataset, "skipped", [])))
     if output is not None:
+        import matplotlib.pyplot as plt
+
         from .plots import plot_confusion_matrix
 
         output = Path(output)
@@ -61,18 +90,12 @@ def evaluate(checkpoint, data, split="val", batch_size=32, num_workers=2, device
         (output / "eval.json").write_text(json.dumps(report, indent=2))
         fig = plot_confusion_matrix(np.asarray(report["confusion_matrix"]), names)
         fig.savefig(output / "confusion_matrix.png", dpi=120, bbox_inches="tight")
-        import matplotlib.pyplot as plt
         plt.close(fig)
     return report
 
 
 def predict(checkpoint, images, topk=5, model=None, device="auto", net=None, classes=None):
     """Top-k (class name, probability) for each image path. Pass ``net``/``classes`` to reuse a loaded model."""
-    import mindspore as ms
-
-    from .data import load_image
-    from .device import set_device
-
     if net is None:
         set_device(device, verbose=False)
         net, classes = load_for_inference(checkpoint, model=model)
@@ -81,49 +104,6 @@ def predict(checkpoint, images, topk=5, model=None, device="auto", net=None, cla
     results = []
     for path in images:
         array, _ = load_image(path, net.image_size, net.mean, net.std)
-        logits = net(ms.Tensor(array)).asnumpy()[0].astype(np.float64)
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
-        order = np.argsort(-probs, kind="stable")[:min(topk, len(probs))]
-        results.append([(classes[i], float(probs[i])) for i in order])
+        probs = softmax(net(ms.Tensor(array)).asnumpy()[0].astype(np.float64))
+        results.append([(classes[i], float(probs[i])) for i in ranked(probs, min(topk, len(probs)))])
     return results
-
-
-def _eval_cli(args):
-    report = evaluate(args.checkpoint, args.data, split=args.split, batch_size=args.batch_size,
-                      num_workers=args.num_workers, device=args.device, output=args.output, model=args.model)
-    print(f"{report['num_samples']} images  top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f}")
-    width = max(len(n) for n in report["class_names"])
-    for name, acc in zip(report["class_names"], report["per_class_accuracy"]):
-        print(f"  {name:<{width}}  {'no samples' if acc is None else f'{acc:.3f}'}")
-    if args.output:
-        print(f"wrote {Path(args.output) / 'eval.json'} and {Path(args.output) / 'confusion_matrix.png'}")
-
-
-def _predict_cli(args):
-    for path, top in zip(args.images, predict(args.checkpoint, args.images, topk=args.topk, model=args.model,
-                                              device=args.device)):
-        print(path)
-        for name, prob in top:
-            print(f"  {prob:7.2%}  {name}")
-
-
-def add_cli(subparsers):
-    p = subparsers.add_parser("eval", help="evaluate a checkpoint: top-1/top-5, per-class, confusion matrix")
-    p.add_argument("--data", required=True, help="dataset root with <split>/<class>/ folders")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--split", default="val")
-    p.add_argument("--model", default=None, help="architecture for published weights (default vit_b_16)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--num-workers", type=int, default=2)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--output", default=None, help="folder for eval.json and confusion_matrix.png")
-    p.set_defaults(func=_eval_cli)
-
-    p = subparsers.add_parser("predict", help="top-k class names and probabilities for images")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--model", default=None, help="architecture for published weights (default vit_b_16)")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=_predict_cli)

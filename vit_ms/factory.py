@@ -1,5 +1,6 @@
 """Named ViT sizes (paper / timm dimensions) and ``create_model``."""
 from .model import VisionTransformer
+from .weights import load_pretrained
 
 # name -> (patch_size, embed_dim, depth, num_heads)
 MODEL_CONFIGS = {
@@ -27,12 +28,9 @@ def create_model(name, pretrained=None, numerics="source", **overrides):
     """
     if not isinstance(name, str) or name not in MODEL_CONFIGS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
-    config = dict(MODEL_CONFIGS[name], **overrides)
-    if pretrained is None:
-        return VisionTransformer(**config)
-    from .weights import load_pretrained  # noqa: lazy, weights imports the model
-    model = VisionTransformer(**config)
-    load_pretrained(model, pretrained, numerics=numerics)
+    model = VisionTransformer(**dict(MODEL_CONFIGS[name], **overrides))
+    if pretrained is not None:
+        load_pretrained(model, pretrained, numerics=numerics)
     return model
 
 

@@ -10,7 +10,7 @@ Conventions (the same everywhere in this module):
 """
 import numpy as np
 
-from .data import _positive_int
+from .checks import check_int
 
 
 def _as_numpy(x):
@@ -52,7 +52,24 @@ def _check_ks(ks):
     ks = (ks,) if np.isscalar(ks) else tuple(ks)
     if not ks:
         raise ValueError("ks must name at least one k, e.g. (1, 5)")
-    return tuple(_positive_int(k, "each k in ks") for k in ks)
+    return tuple(check_int(k, "each k in ks") for k in ks)
+
+
+def log_softmax(logits):
+    """log softmax over the last axis, in the input's precision (stable: the row maximum is subtracted first)."""
+    logits = np.asarray(logits)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softmax(logits):
+    """Probabilities over the last axis, in the input's precision."""
+    return np.exp(log_softmax(logits))
+
+
+def ranked(scores, k):
+    """Indices of the k highest scores of a vector, best first; ties: the lower class index first."""
+    return np.argsort(-np.asarray(scores), kind="stable")[:k]
 
 
 def label_rank(logits, labels):
@@ -83,7 +100,7 @@ def accuracy_topk(logits, labels, ks=(1, 5)):
 
 def confusion_matrix(labels, preds, num_classes):
     """[C, C] int64 counts: row = true class, column = predicted class."""
-    num_classes = _positive_int(num_classes, "num_classes")
+    num_classes = check_int(num_classes, "num_classes")
     labels = _check_labels(labels, num_classes, "labels")
     preds = _check_labels(preds, num_classes, "preds")
     if len(labels) != len(preds):
@@ -113,7 +130,7 @@ class ClassificationMeter:
     """
 
     def __init__(self, num_classes, ks=(1, 5)):
-        self.num_classes = _positive_int(num_classes, "num_classes")
+        self.num_classes = check_int(num_classes, "num_classes")
         self.ks = _check_ks(ks)
         self.reset()
 

@@ -8,6 +8,7 @@ Parameter names follow timm/mindcv (``patch_embed.proj``, ``cls_token``, ``pos_e
 ...), so published weights map onto this model one to one.
 """
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -15,13 +16,25 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
-from . import native
+from . import kernels
+from .checks import check_int, check_rate
+from .config import IMAGENET_MEAN, IMAGENET_STD
+from .device import current_device
+
+_BATCH_MATMUL_NT = ops.BatchMatMul(transpose_b=True)  # q @ k.T without materialising k.T
+
+def layer_set(cpu_kernels=None):
+    """The layers a model is built from: MindSpore's nn.Dense, nn.LayerNorm, nn.GELU and nn.Conv2d, or, on the CPU,
+    vit_ms.kernels' versions of the same layers (same parameters, same results, faster there). This is the one speed
+    switch: ``cpu_kernels`` True/False, or None to let ``vit_ms.kernels.use_cpu_kernels`` decide."""
+    if kernels.use_cpu_kernels(cpu_kernels):
+        return kernels.cpu_layers()
+    return SimpleNamespace(Dense=nn.Dense, LayerNorm=nn.LayerNorm, GELU=nn.GELU, Conv2d=nn.Conv2d)
 
 
 def _trunc_normal(shape, std, a=-2.0, b=2.0):
-    """float32 Tensor from normal(0, std) truncated to [a, b] (absolute bounds, like MindSpore's TruncatedNormal and
-    timm's trunc_normal_). NumPy draws it several times faster than MindSpore's initializer (ViT-L/16: ~12 s -> ~4 s);
-    the seed comes from NumPy's global state, so ms.set_seed / np.random.seed make it reproducible as before."""
+    """float32 Tensor from normal(0, std) truncated to [a, b] (absolute bounds, like timm's trunc_normal_). NumPy
+    draws it faster than MindSpore's initializer; the seed comes from NumPy's global state (np.random.seed)."""
     rng = np.random.default_rng(np.random.randint(1 << 62))
     x = rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
     outside = (x < a) | (x > b)
@@ -31,183 +44,31 @@ def _trunc_normal(shape, std, a=-2.0, b=2.0):
     return Tensor(x)
 
 
-# ---- CPU kernels -------------------------------------------------------------------------------------------------
-# MindSpore 2.10's CPU backend has slow spots that an exact rewrite avoids (measured on a 2-core AVX-512 Xeon, ViT
-# shapes): Conv2D with a 16x16 stride-16 kernel (ViT-B/16 patch embedding, batch 8: 2.4 s, against 6 ms as a matmul),
-# BiasAddGrad (~10x slower than the column sum it computes), StridedSlice (~5x slower than unstack), the erf-GELU
-# kernel (~1.3x slower and more memory than the formula written with erf), and MatMul in the a @ b and a.T @ b forms
-# once b has 3072 or more columns (2-3x slower; the a @ b.T form runs at ~180 GFLOP/s per core). The LayerNorm
-# backward pass and the exact GELU have no fast MindSpore formulation on CPU (a backward pass written with MindSpore
-# ops was no faster than its LayerNormGrad kernel); they run as small C++ kernels (vit_ms/csrc, built by
-# vit_ms.native), in ViT-B/16 at batch 8: LayerNorm backward 1.5 ms against 23 ms, GELU forward + backward
-# ([8, 197, 3072]) 23 ms against 60 ms. Each Cell reads the device when it is built; Ascend and GPU keep MindSpore's
-# fused kernels.
-
-def _on_cpu():
-    return ms.get_context("device_target") == "CPU"
-
-
-_MATMUL = ops.MatMul()                       # a @ b
-_MATMUL_NT = ops.MatMul(transpose_b=True)    # a @ b.T
-_MATMUL_TN = ops.MatMul(transpose_a=True)    # a.T @ b
-_BATCH_MATMUL_NT = ops.BatchMatMul(transpose_b=True)
-_SUM = ops.ReduceSum()
-_CONCAT_COLUMNS = ops.Concat(axis=1)
-_WIDE = 2048                                 # a @ b and a.T @ b are fast while b has at most this many columns
-
-
-def _column_blocks(width):
-    """The fewest equal column blocks of at most _WIDE columns that ``width`` columns divide into."""
-    return next(count for count in range(-(-width // _WIDE), width + 1) if width % count == 0)
-
-
-class _Linear(nn.Cell):
-    """y = x @ weight.T + bias for rows x [N, in], with a hand-written backward pass:
-    dx = dy @ weight and dweight = dy.T @ x, each computed in column blocks of at most _WIDE (ViT-B's fc2 has 3072
-    input columns), and dbias = dy summed over rows."""
-
-    def __init__(self, in_features):
-        super().__init__()
-        self.blocks = _column_blocks(in_features)
-        self.split_columns = ops.Split(axis=1, output_num=self.blocks)
-
-    def construct(self, x, weight, bias):
-        return ops.bias_add(_MATMUL_NT(x, weight), bias)
-
-    def bprop(self, x, weight, bias, out, dout):
-        if self.blocks == 1:
-            return _MATMUL(dout, weight), _MATMUL_TN(dout, x), _SUM(dout, 0)
-        dx = _CONCAT_COLUMNS(tuple(_MATMUL(dout, w) for w in self.split_columns(weight)))
-        dweight = _CONCAT_COLUMNS(tuple(_MATMUL_TN(dout, xb) for xb in self.split_columns(x)))
-        return dx, dweight, _SUM(dout, 0)
-
-
-class Dense(nn.Dense):
-    """nn.Dense: same parameters, same result; on CPU computed on 2-D rows by ``_Linear``."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.cpu_kernels = _on_cpu() and self.has_bias and not self.activation_flag
-        if self.cpu_kernels:
-            self.linear = _Linear(self.in_channels)
-
-    def construct(self, x):
-        if not self.cpu_kernels:
-            return super().construct(x)
-        # weights cast here, outside _Linear: under mixed precision the Cast's own gradient then returns the
-        # weight gradients in the parameters' float32 (inside _Linear they would stay float16)
-        y = self.linear(x.reshape(-1, self.in_channels), self.weight.astype(x.dtype), self.bias.astype(x.dtype))
-        return y.reshape(x.shape[:-1] + (self.out_channels,))
-
-
-class _GeluFunction(nn.Cell):
-    """Exact GELU with vit_ms's C++ forward and backward kernels (float32)."""
-
-    def __init__(self, forward, backward):
-        super().__init__()
-        self.gelu = forward
-        self.gelu_grad = backward
-
-    def construct(self, x):
-        return self.gelu(x)                               # (y, Phi(x))
-
-    def bprop(self, x, out, dout):
-        return (self.gelu_grad(x, out[1], dout[0]),)
-
-
-class GELU(nn.GELU):
-    """nn.GELU (``approximate`` True: tanh form, False: exact erf form). On CPU the exact form is x * Phi(x) computed
-    by vit_ms's C++ kernels (float32), or, where they cannot be built, written with MindSpore's erf kernel (~1.3x
-    faster than the GELU kernel); all three are within 5e-8 of float64. The tanh form keeps the GELU kernel: the
-    CPU tanh kernel is off by up to 1e-4 for |x| in [3, 7]."""
-
-    def __init__(self, approximate=True):
-        super().__init__(approximate=approximate)
-        self.cpu_kernels = _on_cpu()
-        kernels = native.gelu() if self.cpu_kernels else None
-        self.fused = None if kernels is None else _GeluFunction(*kernels)
-
-    def construct(self, x):
-        if not self.cpu_kernels or self.approximate == "tanh":
-            return super().construct(x)
-        if self.fused is not None and x.dtype == ms.float32:
-            return self.fused(x)[0]
-        return x * (0.5 + 0.5 * ops.erf(x * 0.7071067811865476))
-
-
-class _LayerNormFunction(nn.Cell):
-    """LayerNorm over the last axis with MindSpore's forward kernel and vit_ms's C++ backward (float32)."""
-
-    def __init__(self, epsilon, backward):
-        super().__init__()
-        self.epsilon = epsilon
-        self.layer_norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=epsilon)
-        self.layer_norm_grad = backward
-
-    def construct(self, x, gamma, beta):
-        return self.layer_norm(x, gamma, beta)            # (y, mean, variance)
-
-    def bprop(self, x, gamma, beta, out, dout):
-        _, mean, variance = out
-        return self.layer_norm_grad(x, dout[0], mean, ops.rsqrt(variance + self.epsilon), gamma)
-
-
-class LayerNorm(nn.LayerNorm):
-    """nn.LayerNorm over the last axis: same parameters, same result. On CPU, float32, its backward pass is the
-    fused C++ kernel of ``vit_ms.native`` (MindSpore's CPU LayerNormGrad is ~7x slower at ViT sizes), when that
-    kernel can be built; otherwise MindSpore's kernels."""
-
-    def __init__(self, dim, epsilon):
-        super().__init__((dim,), epsilon=epsilon)
-        backward = native.layer_norm_grad() if _on_cpu() else None
-        self.fused = None if backward is None else _LayerNormFunction(epsilon, backward)
-
-    def set_epsilon(self, epsilon):
-        """Change epsilon after construction (before the first call: a compiled graph keeps the old one)."""
-        self.epsilon = float(epsilon)
-        self.layer_norm = ops.LayerNorm(begin_norm_axis=self.begin_norm_axis, begin_params_axis=self.begin_params_axis,
-                                        epsilon=self.epsilon)
-        if self.fused is not None:
-            self.fused = _LayerNormFunction(self.epsilon, self.fused.layer_norm_grad)
-
-    def construct(self, x):
-        if self.fused is None or x.dtype != ms.float32:
-            return super().construct(x)
-        return self.fused(x, self.gamma, self.beta)[0]
-
-
-def _dense(in_dim, out_dim):
+def _dense(layers, in_dim, out_dim):
     """Dense with timm's initialisation: trunc-normal(0.02) weight, zero bias (drawn once, at construction)."""
-    return Dense(in_dim, out_dim, weight_init=_trunc_normal((out_dim, in_dim), 0.02), bias_init="zeros",
-                 has_bias=True)
-
-
-def _check_rate(name, value):
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return layers.Dense(in_dim, out_dim, weight_init=_trunc_normal((out_dim, in_dim), 0.02), bias_init="zeros",
+                        has_bias=True)
 
 
 class PatchEmbed(nn.Cell):
     """Cut the image into patch_size x patch_size patches and project each to a D-vector.
 
-    A convolution with kernel = stride = patch_size is exactly "flatten each patch, then one Linear".
+    A convolution with kernel = stride = patch_size is exactly "flatten each patch, then one Dense layer".
     """
 
-    def __init__(self, image_size=224, patch_size=16, in_chans=3, embed_dim=768):
+    def __init__(self, image_size=224, patch_size=16, in_chans=3, embed_dim=768, layers=None):
         super().__init__()
         if image_size % patch_size != 0:
             raise ValueError(f"image_size must be divisible by patch_size, got image_size={image_size}, "
                              f"patch_size={patch_size}")
+        layers = layers or layer_set()
         self.image_size = image_size
         self.patch_size = patch_size
         self.in_chans = in_chans
         self.grid_size = (image_size // patch_size, image_size // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size,
-                              pad_mode="valid", has_bias=True)
-        self.cpu_kernels = _on_cpu()
-        if self.cpu_kernels:
-            self.linear = _Linear(in_chans * patch_size * patch_size)
+        self.proj = layers.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size, pad_mode="valid",
+                                  has_bias=True)
 
     def construct(self, x):
         if x.ndim != 4:
@@ -223,47 +84,37 @@ class PatchEmbed(nn.Cell):
                              f"images, got {x.shape[2]}x{x.shape[3]}; create the model with "
                              f"image_size={x.shape[2]} (position embeddings are resampled when loading weights) "
                              f"or resize the input")
-        if self.cpu_kernels:
-            # the same product as the convolution, as one matmul over flattened patches: MindSpore's CPU Conv2D
-            # with a 16x16 stride-16 kernel is hundreds of times slower than this
-            b, c, h, w = x.shape
-            p, d = self.patch_size, self.proj.out_channels
-            patches = x.reshape(b, c, h // p, p, w // p, p).transpose(0, 2, 4, 1, 3, 5).reshape(-1, c * p * p)
-            x = self.linear(patches, self.proj.weight.reshape(d, c * p * p).astype(x.dtype),
-                            self.proj.bias.astype(x.dtype))  # cast outside _Linear, as in Dense
-            return x.reshape(b, -1, d)                     # [B, N, D], patches in row-major grid order
         x = self.proj(x)                                   # [B, D, gh, gw]
-        x = x.reshape(x.shape[0], x.shape[1], -1)          # [B, D, N]
+        x = x.reshape(x.shape[0], x.shape[1], -1)          # [B, D, N], patches in row-major grid order
         return x.transpose(0, 2, 1)                        # [B, N, D]
 
 
 class Attention(nn.Cell):
-    """Multi-head self-attention with one fused qkv projection."""
+    """Multi-head self-attention: softmax(q @ k.T / sqrt(head_dim)) @ v in every head, with one fused qkv Dense."""
 
-    def __init__(self, dim, num_heads=12, attn_drop=0.0, proj_drop=0.0):
+    def __init__(self, dim, num_heads=12, attn_drop=0.0, proj_drop=0.0, layers=None):
         super().__init__()
         if dim % num_heads != 0:
             raise ValueError(f"embed_dim must be divisible by num_heads, got embed_dim={dim}, num_heads={num_heads}")
+        layers = layers or layer_set()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
-        self.qkv = _dense(dim, dim * 3)
+        self.qkv = _dense(layers, dim, dim * 3)
         self.attn_drop = nn.Dropout(p=attn_drop)
-        self.proj = _dense(dim, dim)
+        self.proj = _dense(layers, dim, dim)
         self.proj_drop = nn.Dropout(p=proj_drop)
-        # Ascend: MindSpore's fused flash-attention kernel (float16/bfloat16 only, i.e. under mixed precision;
-        # head size a multiple of 16; no attention dropout). CPU and GPU never take this path.
-        self.flash_attention = (ms.get_context("device_target") == "Ascend" and attn_drop == 0.0
-                                and self.head_dim % 16 == 0)
+        # Ascend: MindSpore's fused flash-attention kernel (float16/bfloat16, i.e. under mixed precision)
+        self.flash_attention = current_device() == "Ascend" and attn_drop == 0.0 and self.head_dim % 16 == 0
 
     def heads(self, x):
         """Queries, keys and values, each [B, heads, T, head_dim]."""
         b, t, _ = x.shape
         qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
-        return ops.unstack(qkv, 0)                         # indexing qkv[0], qkv[1], qkv[2] is ~5x slower on CPU
+        return ops.unstack(qkv, 0)                         # unstack: indexing qkv[0] is slower on CPU
 
     def softmax_scores(self, q, k):
-        scores = _BATCH_MATMUL_NT(q * self.scale, k)       # q @ k.T without materialising k.T
+        scores = _BATCH_MATMUL_NT(q * self.scale, k)
         # softmax in float32 even under mixed precision: fp16 exp overflows on large scores
         return ops.softmax(scores.astype(ms.float32), axis=-1).astype(q.dtype)
 
@@ -286,12 +137,13 @@ class Attention(nn.Cell):
 class Mlp(nn.Cell):
     """Dense(D, 4D) -> GELU -> Dropout -> Dense(4D, D) -> Dropout."""
 
-    def __init__(self, dim, hidden_dim, drop=0.0, gelu_approximate=False):
+    def __init__(self, dim, hidden_dim, drop=0.0, gelu_approximate=False, layers=None):
         super().__init__()
-        self.fc1 = _dense(dim, hidden_dim)
-        self.act = GELU(approximate=gelu_approximate)
+        layers = layers or layer_set()
+        self.fc1 = _dense(layers, dim, hidden_dim)
+        self.act = layers.GELU(approximate=gelu_approximate)
         self.drop1 = nn.Dropout(p=drop)
-        self.fc2 = _dense(hidden_dim, dim)
+        self.fc2 = _dense(layers, hidden_dim, dim)
         self.drop2 = nn.Dropout(p=drop)
 
     def construct(self, x):
@@ -306,12 +158,9 @@ class DropPath(nn.Cell):
 
     def __init__(self, drop_prob=0.0):
         super().__init__()
-        _check_rate("drop_path_rate", drop_prob)
-        self.drop_prob = float(drop_prob)
-        # Each instance draws from its own seeded uniform kernel. nn.Dropout's CPU kernel was not reproducible under
-        # a fixed seed while the data pipeline ran beside training (measured: 2 of 3 pairs of runs differed).
-        # The seeds come from NumPy's global state, like the weights, so np.random.seed fixes them (drawn only when
-        # needed, so a model without drop-path is initialised exactly as before).
+        self.drop_prob = check_rate(drop_prob, "drop_path_rate")
+        # Its own seeded uniform kernel (nn.Dropout's CPU kernel is not reproducible under a fixed seed while the
+        # data pipeline runs), seeded from NumPy's global state like the weights, and drawn only when needed.
         self.uniform = None
         if self.drop_prob > 0.0:
             seed, seed2 = (int(s) for s in np.random.randint(1, 2 ** 31 - 1, size=2))
@@ -330,13 +179,14 @@ class Block(nn.Cell):
     """Encoder block (pre-norm): x + DropPath(Attention(LN(x))), then x + DropPath(Mlp(LN(x)))."""
 
     def __init__(self, dim, num_heads, mlp_ratio=4.0, drop=0.0, attn_drop=0.0, drop_path=0.0,
-                 norm_eps=1e-6, gelu_approximate=False):
+                 norm_eps=1e-6, gelu_approximate=False, layers=None):
         super().__init__()
-        self.norm1 = LayerNorm(dim, norm_eps)
-        self.attn = Attention(dim, num_heads, attn_drop=attn_drop, proj_drop=drop)
+        layers = layers or layer_set()
+        self.norm1 = layers.LayerNorm((dim,), epsilon=norm_eps)
+        self.attn = Attention(dim, num_heads, attn_drop=attn_drop, proj_drop=drop, layers=layers)
         self.drop_path1 = DropPath(drop_path)
-        self.norm2 = LayerNorm(dim, norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop, gelu_approximate=gelu_approximate)
+        self.norm2 = layers.LayerNorm((dim,), epsilon=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop, gelu_approximate=gelu_approximate, layers=layers)
         self.drop_path2 = DropPath(drop_path)
 
     def construct(self, x):
@@ -352,30 +202,30 @@ class VisionTransformer(nn.Cell):
     included), zero biases; the class token starts at normal(1e-6), i.e. almost zero, so it begins as a neutral
     query token; the patch projection uses LeCun-normal (trunc-normal with std sqrt(1/fan_in)), as Google's
     original implementation does, because it is a Dense layer over the flattened patch.
+
+    ``cpu_kernels``: build from vit_ms.kernels' CPU layers (True), MindSpore's layers (False), or decide from the
+    device (None, see ``layer_set``). It changes speed, not results, and is not part of ``config``.
     """
 
     def __init__(self, image_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=768, depth=12,
                  num_heads=12, mlp_ratio=4.0, drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0,
                  global_pool="token", representation_size=None, norm_eps=1e-6, gelu_approximate=False,
-                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, cpu_kernels=None):
         super().__init__()
         for name, value in (("image_size", image_size), ("patch_size", patch_size), ("in_chans", in_chans),
                             ("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be an integer >= 0 (0 = features only), got {num_classes!r}")
+            check_int(value, name)
+        check_int(num_classes, "num_classes (0 = features only)", minimum=0)
         for name, value in (("drop_rate", drop_rate), ("attn_drop_rate", attn_drop_rate),
                             ("drop_path_rate", drop_path_rate)):
-            _check_rate(name, value)
+            check_rate(value, name)
         if global_pool not in ("token", "avg"):
             raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
         if embed_dim % num_heads != 0:
             raise ValueError(f"embed_dim must be divisible by num_heads, got embed_dim={embed_dim}, "
                              f"num_heads={num_heads}")
-        if representation_size is not None and (not isinstance(representation_size, int)
-                                                or representation_size <= 0):
-            raise ValueError(f"representation_size must be a positive integer or None, got {representation_size!r}")
+        if representation_size is not None:
+            check_int(representation_size, "representation_size (or None)")
         # the constructor arguments, saved with trained checkpoints so the model can be rebuilt from the file
         self.config = dict(image_size=image_size, patch_size=patch_size, in_chans=in_chans, num_classes=num_classes,
                            embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
@@ -389,26 +239,33 @@ class VisionTransformer(nn.Cell):
         self.gelu_approximate = gelu_approximate
         # the input normalisation that goes with the weights (eval, predict and notebooks read it from here)
         self.mean, self.std = tuple(mean), tuple(std)
+        self.cpu_kernels = kernels.use_cpu_kernels(cpu_kernels)
+        layers = layer_set(self.cpu_kernels)
 
-        self.patch_embed = PatchEmbed(image_size, patch_size, in_chans, embed_dim)
+        self.patch_embed = PatchEmbed(image_size, patch_size, in_chans, embed_dim, layers=layers)
         num_patches = self.patch_embed.num_patches
         self.cls_token = Parameter(initializer(Normal(1e-6), (1, 1, embed_dim), ms.float32), name="cls_token")
         self.pos_embed = Parameter(_trunc_normal((1, num_patches + 1, embed_dim), 0.02), name="pos_embed")
         self.pos_drop = nn.Dropout(p=drop_rate)
         rates = np.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth rises linearly with depth
         self.blocks = nn.CellList([
-            Block(embed_dim, num_heads, mlp_ratio, drop_rate, attn_drop_rate, rates[i], norm_eps, gelu_approximate)
+            Block(embed_dim, num_heads, mlp_ratio, drop_rate, attn_drop_rate, rates[i], norm_eps, gelu_approximate,
+                  layers=layers)
             for i in range(depth)])
-        self.norm = LayerNorm(embed_dim, norm_eps)
+        self.norm = layers.LayerNorm((embed_dim,), epsilon=norm_eps)
         if representation_size:
             # the original pre-training head: Dense + tanh before the classifier
-            self.pre_logits = nn.SequentialCell([_dense(embed_dim, representation_size), nn.Tanh()])
+            self.pre_logits = nn.SequentialCell([_dense(layers, embed_dim, representation_size), nn.Tanh()])
             self.num_features = representation_size
         else:
             self.pre_logits = nn.Identity()
         self.head_drop = nn.Dropout(p=drop_rate)
-        self.head = _dense(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self._init_weights()
+        self.head = _dense(layers, self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        # the patch projection: LeCun-normal weight, zero bias
+        proj = self.patch_embed.proj
+        fan_in = proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1]
+        proj.weight.set_data(_trunc_normal(proj.weight.shape, math.sqrt(1.0 / fan_in)))
+        proj.bias.set_data(initializer("zeros", proj.bias.shape))
 
     @property
     def image_size(self):
@@ -421,13 +278,6 @@ class VisionTransformer(nn.Cell):
     @property
     def grid_size(self):
         return self.patch_embed.grid_size
-
-    def _init_weights(self):
-        # every Dense layer already has trunc-normal(0.02) weights and zero biases from _dense
-        proj = self.patch_embed.proj
-        fan_in = proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1]
-        proj.weight.set_data(_trunc_normal(proj.weight.shape, math.sqrt(1.0 / fan_in)))
-        proj.bias.set_data(initializer("zeros", proj.bias.shape))
 
     def no_weight_decay(self):
         """Names of parameters trained without weight decay: norms, biases, class token, position embedding."""
@@ -468,6 +318,45 @@ class VisionTransformer(nn.Cell):
             maps.append(probs)
             x = block(x)
         return maps
+
+    def set_numerics(self, norm_eps=None, gelu_approximate=None, mean=None, std=None):
+        """Change the LayerNorm epsilon, the GELU form (True: tanh approximation, False: exact erf) and the input
+        normalisation (mean/std) the model carries, e.g. to those that loaded weights were trained with; None leaves
+        that one as it is. In graph mode, call it before the first call: a compiled graph keeps its numerics."""
+        if norm_eps is not None and (isinstance(norm_eps, bool) or not isinstance(norm_eps, (int, float))
+                                     or not norm_eps > 0):
+            raise ValueError(f"norm_eps must be a positive number, got {norm_eps!r}")
+        if gelu_approximate is not None and not isinstance(gelu_approximate, bool):
+            raise TypeError(f"gelu_approximate must be True (tanh) or False (exact), got {gelu_approximate!r}")
+        for name, value in (("mean", mean), ("std", std)):
+            if value is not None and (len(tuple(value)) != self.patch_embed.in_chans
+                                      or not all(isinstance(v, (int, float)) for v in value)):
+                raise ValueError(f"{name} must be {self.patch_embed.in_chans} numbers (one per input channel), "
+                                 f"got {value!r}")
+        if std is not None and not all(v > 0 for v in std):
+            raise ValueError(f"std must be positive, got {std!r}")
+        for _, cell in self.cells_and_names():
+            if norm_eps is not None and isinstance(cell, nn.LayerNorm):
+                _set_epsilon(cell, float(norm_eps))
+            if gelu_approximate is not None and isinstance(cell, nn.GELU):
+                cell.approximate = "tanh" if gelu_approximate else "none"
+        changes = dict(norm_eps=norm_eps, gelu_approximate=gelu_approximate,
+                       mean=None if mean is None else tuple(float(v) for v in mean),
+                       std=None if std is None else tuple(float(v) for v in std))
+        for attr, value in changes.items():
+            if value is not None:
+                setattr(self, attr, value)
+                self.config[attr] = value
+
+
+def _set_epsilon(norm, epsilon):
+    """nn.LayerNorm keeps its epsilon in the primitive its constructor built, so a new epsilon needs a new one."""
+    if hasattr(norm, "set_epsilon"):  # vit_ms.kernels.LayerNorm: its fused backward holds the epsilon too
+        norm.set_epsilon(epsilon)
+        return
+    norm.epsilon = epsilon
+    norm.layer_norm = ops.LayerNorm(begin_norm_axis=norm.begin_norm_axis, begin_params_axis=norm.begin_params_axis,
+                                    epsilon=epsilon)
 
 
 def count_params(cell, trainable=True):

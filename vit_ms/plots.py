@@ -9,7 +9,8 @@ the course notebooks are in Chinese, so the figures must not need any.
 """
 import numpy as np
 
-from .data import _positive_int
+from .checks import check_int
+from .metrics import ranked
 
 
 
@@ -45,7 +46,7 @@ def _as_image(image):
 def _image_grid(image, patch_size):
     """(gh, gw) of an image cut into patch_size x patch_size patches; the size must divide evenly, as in PatchEmbed."""
     h, w = image.shape[:2]
-    patch_size = _positive_int(patch_size, "patch_size")
+    patch_size = check_int(patch_size, "patch_size")
     if h % patch_size or w % patch_size:
         raise ValueError(f"image size {h}x{w} is not divisible by patch_size={patch_size}")
     return h // patch_size, w // patch_size
@@ -106,8 +107,8 @@ def plot_patches(image, patch_size=16, max_patches=None, cols=None):
     image = _as_image(image)
     gh, gw = _image_grid(image, patch_size)
     total = gh * gw
-    n = total if max_patches is None else min(_positive_int(max_patches, "max_patches"), total)
-    cols = min(n, 2 * gw) if cols is None else _positive_int(cols, "cols")
+    n = total if max_patches is None else min(check_int(max_patches, "max_patches"), total)
+    cols = min(n, 2 * gw) if cols is None else check_int(cols, "cols")
     rows, gap = -(-n // cols), max(1, patch_size // 8)
     mosaic = patch_sequence_mosaic(image, patch_size, n, cols, gap)
     cell = min(0.45, 11.0 / cols)  # inches per patch
@@ -394,7 +395,7 @@ def _topk_names(pred, class_names, k):
     if class_names is None or probs.ndim != 1 or len(probs) != len(class_names):
         raise ValueError(f"a probability vector needs one class name per class: got probabilities of shape "
                          f"{probs.shape} and {None if class_names is None else len(class_names)} class names")
-    order = np.argsort(-probs, kind="stable")[:k]  # ties: the lower class index first, as in metrics
+    order = ranked(probs, k)
     return [(str(class_names[i]), float(probs[i])) for i in order]
 
 
@@ -417,8 +418,8 @@ def plot_predictions(images, probs_or_topk, class_names=None, labels=None, k=3, 
         bad = [int(y) for y in labels if not 0 <= int(y) < len(class_names)]
         if bad:
             raise ValueError(f"labels must be indices in [0, {len(class_names) - 1}], got {bad[:5]}")
-    k = _positive_int(k, "k")
-    cols = min(_positive_int(cols, "cols"), len(images))
+    k = check_int(k, "k")
+    cols = min(check_int(cols, "cols"), len(images))
     rows = -(-len(images) // cols)
     fig = _new_figure((2.6 * cols, (2.9 + 0.15 * k) * rows), layout="constrained")
     for n, (image, pred) in enumerate(zip(images, probs_or_topk)):

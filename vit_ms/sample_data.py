@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import check_int
+
 CLASSES = ("disc", "ring", "square", "triangle", "plus", "cross", "hbar", "vbar", "dots_h", "dots_v")
 SPLITS = ("train", "val")
 JPEG_QUALITY = 90
@@ -134,11 +136,6 @@ def image_rng(seed, split, class_index, index):
     return np.random.default_rng([seed, SPLITS.index(split), class_index, index])
 
 
-def check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 def check_splits_absent(root, overwrite=False):
     """Refuse to write over ROOT/train or ROOT/val unless overwrite; return the scratch folder to build in."""
     existing = [root / split for split in SPLITS if (root / split).exists()]
@@ -168,10 +165,10 @@ def make_sample_data(root, image_size=64, train_per_class=200, val_per_class=50,
     from PIL import Image
     from tqdm.auto import tqdm
 
-    check_int("image_size", image_size, 32)
-    check_int("train_per_class", train_per_class, 1)
-    check_int("val_per_class", val_per_class, 1)
-    check_int("seed", seed, 0)
+    check_int(image_size, "image_size", 32)
+    check_int(train_per_class, "train_per_class", 1)
+    check_int(val_per_class, "val_per_class", 1)
+    check_int(seed, "seed", 0)
     root = Path(root)
     scratch = check_splits_absent(root, overwrite)
     started = time.time()
@@ -195,25 +192,3 @@ def make_sample_data(root, image_size=64, train_per_class=200, val_per_class=50,
                 train=len(CLASSES) * train_per_class, val=len(CLASSES) * val_per_class,
                 train_per_class=train_per_class, val_per_class=val_per_class, bytes=num_bytes,
                 seconds=round(time.time() - started, 2))
-
-
-def _cli(args):
-    summary = make_sample_data(args.root, image_size=args.image_size, train_per_class=args.train_per_class,
-                               val_per_class=args.val_per_class, seed=args.seed, overwrite=args.force)
-    print(f"wrote {summary['train']} train + {summary['val']} val images ({len(summary['classes'])} classes, "
-          f"{summary['image_size']}x{summary['image_size']}, {summary['bytes'] / 1e6:.1f} MB) to {summary['root']} "
-          f"in {summary['seconds']:.1f}s")
-    print("classes: " + ", ".join(summary["classes"]))
-
-
-def add_cli(subparsers):
-    p = subparsers.add_parser("make-sample-data", help="generate the offline sample dataset (shapes, no download)",
-                              description="Generate the offline sample dataset: 10 classes of shapes as an "
-                                          "ImageNet-style folder (DIR/train/<class>/, DIR/val/<class>/).")
-    p.add_argument("root", metavar="DIR", help="output folder, e.g. data/sample")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--train-per-class", type=int, default=200)
-    p.add_argument("--val-per-class", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="replace DIR/train and DIR/val if they exist")
-    p.set_defaults(func=_cli)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .data import IMAGE_EXTENSIONS
-from .sample_data import SPLITS, check_int, check_splits_absent, move_splits_into_place
+from .checks import check_int
+from .sample_data import SPLITS, check_splits_absent, move_splits_into_place
 
 MODES = ("symlink", "hardlink", "copy")
 
@@ -128,9 +129,9 @@ def build_imagenet_subset(src, dst, num_classes=None, wnids=None, train_per_clas
         raise FileNotFoundError(f"no ImageNet training folder at {src / 'train'} (expected SRC/train/<wnid>/*.JPEG)")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    check_int("train_per_class", train_per_class, 1)
-    check_int("val_per_class", val_per_class, 1)
-    check_int("seed", seed, 0)
+    check_int(train_per_class, "train_per_class", 1)
+    check_int(val_per_class, "val_per_class", 1)
+    check_int(seed, "seed", 0)
     available = sorted(p.name for p in (src / "train").iterdir() if p.is_dir())
     if (num_classes is None) == (wnids is None):
         raise ValueError(f"give exactly one of num_classes and wnids, got num_classes={num_classes!r}, "
@@ -145,7 +146,7 @@ def build_imagenet_subset(src, dst, num_classes=None, wnids=None, train_per_clas
             raise ValueError(f"wnids has duplicates: {wnids}")
         chosen = sorted(wnids)
     else:
-        check_int("num_classes", num_classes, 1)
+        check_int(num_classes, "num_classes", 1)
         if num_classes > len(available):
             raise ValueError(f"num_classes={num_classes} but {src / 'train'} has only {len(available)} classes")
         picks = np.random.default_rng(seed).choice(len(available), size=num_classes, replace=False)
@@ -167,32 +168,3 @@ def build_imagenet_subset(src, dst, num_classes=None, wnids=None, train_per_clas
     move_splits_into_place(scratch, dst)
     return dict(root=str(dst), classes=chosen, train=len(chosen) * train_per_class,
                 val=len(chosen) * val_per_class, mode=mode, seed=seed)
-
-
-def _cli(args):
-    summary = build_imagenet_subset(
-        args.src, args.dst, num_classes=args.classes,
-        wnids=[w.strip() for w in args.wnids.split(",") if w.strip()] if args.wnids else None,
-        train_per_class=args.train_per_class, val_per_class=args.val_per_class, val_labels=args.val_labels,
-        mode=args.mode, seed=args.seed, overwrite=args.force)
-    print(f"wrote {summary['train']} train + {summary['val']} val images of {len(summary['classes'])} classes "
-          f"({summary['mode']}) to {summary['root']}")
-
-
-def add_cli(subparsers):
-    p = subparsers.add_parser("build-subset", help="build an ImageNet subset from a local ImageNet-1k copy",
-                              description="Build DST/train/<wnid>/ and DST/val/<wnid>/ from SRC/train and SRC/val "
-                                          "(class folders, or flat with --val-labels).")
-    p.add_argument("src", metavar="SRC", help="ImageNet root holding train/ and val/")
-    p.add_argument("dst", metavar="DST", help="output folder")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--classes", type=int, help="number of classes, drawn with --seed from the sorted wnids")
-    which.add_argument("--wnids", help="comma-separated wnids, e.g. n01440764,n02102040")
-    p.add_argument("--train-per-class", type=int, default=100)
-    p.add_argument("--val-per-class", type=int, default=50)
-    p.add_argument("--val-labels", default=None,
-                   help="ground truth for a flat val/ folder: LOC_val_solution.csv or 'filename wnid' lines")
-    p.add_argument("--mode", choices=MODES, default="symlink")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="replace DST/train and DST/val if they exist")
-    p.set_defaults(func=_cli)

@@ -1,0 +1,358 @@
+"""The command line: ``python -m vit_ms COMMAND ...`` (or ``vit-ms COMMAND ...``).
+
+Every command's flags are defined here; the work is done by library functions that return values and raise
+exceptions. This module prints their results and turns the errors a user can cause into one ``error: ...`` line and
+exit status 2. It imports MindSpore only once a command runs, so ``--help`` answers at once.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from .config import AMP_LEVELS, DEMO_CONFIG, LAYOUTS, TrainConfig
+
+os.environ.setdefault("GLOG_v", "3")  # keep MindSpore's C++ [WARNING] lines out of the terminal
+
+USAGE_ERRORS = (ValueError, TypeError, OSError)  # bad input, missing files, no network: an error line, no traceback
+DEVICE_HELP = "auto (the best available), Ascend, GPU or CPU"
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (unless the help text already gives it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if not action.option_strings or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if action.nargs == 0:  # a switch
+            return f"{text} (default: off)"
+        default = "none" if action.default is None else " ".join(map(str, action.default)) \
+            if isinstance(action.default, (tuple, list)) else "%(default)s"
+        return f"{text} (default: {default})"
+
+
+def _command(subparsers, name, handler, help, description=None):
+    parser = subparsers.add_parser(name, help=help, description=description or help, formatter_class=_Formatter)
+    parser.set_defaults(func=handler)
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------------- commands
+
+def _demo(args):
+    from .demo import run_demo
+
+    result = run_demo(output=args.output, data=args.data, epochs=args.epochs, device=args.device,
+                      num_workers=args.num_workers)
+    summary = result["summary"]
+    print(f"\ndemo finished in {summary['wall_seconds']:.0f}s on {summary['device']}: val top-1 "
+          f"{summary['val_top1']:.3f}, top-5 {summary['val_top5']:.3f} after {summary['epochs']} epochs")
+    print("wrote:")
+    for path in result["files"]:
+        print(f"  {path}")
+
+
+def _add_demo(subparsers):
+    p = _command(subparsers, "demo", _demo, "sample data -> train a small ViT -> evaluate -> plots (the main job)")
+    p.add_argument("--output", default="runs/demo", help="folder for the checkpoint, metrics and figures")
+    p.add_argument("--data", default="data/sample", help="dataset root; the sample data is generated there if missing")
+    p.add_argument("--epochs", type=int, default=DEMO_CONFIG["epochs"], help="training epochs")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--num-workers", type=int, default=2, help="data-pipeline workers")
+
+
+# flag help texts of the train command, one per TrainConfig field (the defaults come from TrainConfig)
+TRAIN_HELP = dict(
+    data="dataset root with train/<class>/ and val/<class>/",
+    model="model name (vit_ti_16, vit_s_16, vit_b_16, vit_b_32, vit_l_16, vit_l_32, vit_h_14)",
+    image_size="input image size (pixels, square)",
+    patch_size="patch size (default: the named model's)",
+    embed_dim="token width D (default: the named model's)",
+    depth="number of encoder blocks (default: the named model's)",
+    num_heads="attention heads (default: the named model's)",
+    epochs="training epochs",
+    batch_size="images per device and step (the global batch is this x the number of devices)",
+    lr="peak learning rate (after warm-up, for the global batch)",
+    min_lr="learning rate at the end of the cosine decay",
+    weight_decay="AdamW weight decay (not applied to norms, biases, class token, position embedding)",
+    warmup_epochs="epochs of linear learning-rate warm-up",
+    drop_path="stochastic-depth rate of the last block (rises linearly from 0)",
+    drop_rate="dropout rate after the embeddings, in the MLPs and before the head",
+    label_smoothing="label smoothing of the cross-entropy loss",
+    clip_grad="global-norm gradient clipping (0 = off)",
+    crop_scale="random-resized-crop area range, as fractions of the image",
+    hflip="probability of a horizontal flip",
+    auto_augment="mindcv auto-augment policy, e.g. randaug-m9-mstd0.5",
+    mixup="mixup Beta alpha (0 = off)",
+    seed="random seed (weights, data order, augmentation)",
+    output="folder for model.ckpt, last.ckpt and metrics.json",
+    resume="continue from OUTPUT/last.ckpt",
+    pretrained="weights file to start from (any layout load_pretrained reads)",
+    device=DEVICE_HELP,
+    amp_level="mixed precision (default: O2 on Ascend/GPU, O0 = float32 on CPU)",
+    num_workers="data-pipeline workers",
+    log_interval="steps between loss read-backs (each one waits for the device)",
+    strict_data="stop on an unreadable image instead of skipping it",
+)
+
+
+def add_train_arguments(parser):
+    """One flag per TrainConfig field, with its default and help text."""
+    for field in dataclasses.fields(TrainConfig):
+        flag, default = "--" + field.name.replace("_", "-"), field.default
+        if field.type is bool or isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=TRAIN_HELP[field.name])
+        elif field.name == "crop_scale":
+            parser.add_argument(flag, type=float, nargs=2, default=default, metavar=("MIN", "MAX"),
+                                help=TRAIN_HELP[field.name])
+        elif field.name == "amp_level":
+            parser.add_argument(flag, default=default, choices=AMP_LEVELS, help=TRAIN_HELP[field.name])
+        else:
+            kind = {int: int, float: float}.get(type(default), str)
+            if default is None and field.name in ("patch_size", "embed_dim", "depth", "num_heads"):
+                kind = int
+            parser.add_argument(flag, type=kind, default=default, help=TRAIN_HELP[field.name])
+
+
+def config_from_args(args):
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    values["crop_scale"] = tuple(values["crop_scale"])
+    return TrainConfig(**values)
+
+
+def _train(args):
+    from .train import TrainingDiverged, train
+
+    try:
+        train(config_from_args(args))
+    except TrainingDiverged as err:
+        raise ValueError(str(err)) from err
+
+
+def _add_train(subparsers):
+    p = _command(subparsers, "train", _train, "train a ViT on an image-folder dataset",
+                 "Train a ViT. Under msrun (msrun ... vit_ms/train.py FLAGS) the same flags train data-parallel.")
+    add_train_arguments(p)
+
+
+def _eval(args):
+    from .evaluate import evaluate
+
+    report = evaluate(args.checkpoint, args.data, split=args.split, batch_size=args.batch_size,
+                      num_workers=args.num_workers, device=args.device, output=args.output, model=args.model)
+    print(f"{report['num_samples']} images  top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f}")
+    width = max(len(n) for n in report["class_names"])
+    for name, acc in zip(report["class_names"], report["per_class_accuracy"]):
+        print(f"  {name:<{width}}  {'no samples' if acc is None else f'{acc:.3f}'}")
+    if args.output:
+        print(f"wrote {os.path.join(args.output, 'eval.json')} and {os.path.join(args.output, 'confusion_matrix.png')}")
+
+
+def _add_eval(subparsers):
+    p = _command(subparsers, "eval", _eval, "evaluate a checkpoint: top-1/top-5, per-class, confusion matrix")
+    p.add_argument("--data", required=True, help="dataset root with <split>/<class>/ folders")
+    p.add_argument("--checkpoint", required=True, help="model.ckpt from training, or published weights")
+    p.add_argument("--split", default="val", help="the folder under --data to evaluate")
+    p.add_argument("--model", default=None, help="architecture of published weights (default: vit_b_16)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch")
+    p.add_argument("--num-workers", type=int, default=2, help="data-pipeline workers")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--output", default=None, help="folder for eval.json and confusion_matrix.png (default: none)")
+
+
+def _predict(args):
+    from .evaluate import predict
+
+    for path, top in zip(args.images, predict(args.checkpoint, args.images, topk=args.topk, model=args.model,
+                                              device=args.device)):
+        print(path)
+        for name, prob in top:
+            print(f"  {prob:7.2%}  {name}")
+
+
+def _add_predict(subparsers):
+    p = _command(subparsers, "predict", _predict, "top-k class names and probabilities for images")
+    p.add_argument("--checkpoint", required=True, help="model.ckpt from training, or published weights")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--model", default=None, help="architecture of published weights (default: vit_b_16)")
+    p.add_argument("--topk", type=int, default=5, help="classes to show per image")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
+def _make_sample_data(args):
+    from .sample_data import make_sample_data
+
+    summary = make_sample_data(args.root, image_size=args.image_size, train_per_class=args.train_per_class,
+                               val_per_class=args.val_per_class, seed=args.seed, overwrite=args.force)
+    print(f"wrote {summary['train']} train + {summary['val']} val images ({len(summary['classes'])} classes, "
+          f"{summary['image_size']}x{summary['image_size']}, {summary['bytes'] / 1e6:.1f} MB) to {summary['root']} "
+          f"in {summary['seconds']:.1f}s")
+    print("classes: " + ", ".join(summary["classes"]))
+
+
+def _add_make_sample_data(subparsers):
+    p = _command(subparsers, "make-sample-data", _make_sample_data,
+                 "generate the offline sample dataset (shapes, no download)",
+                 "Generate the offline sample dataset: 10 classes of shapes as an ImageNet-style folder "
+                 "(DIR/train/<class>/, DIR/val/<class>/).")
+    p.add_argument("root", metavar="DIR", help="output folder, e.g. data/sample")
+    p.add_argument("--image-size", type=int, default=64, help="image size (pixels, square)")
+    p.add_argument("--train-per-class", type=int, default=200, help="training images per class")
+    p.add_argument("--val-per-class", type=int, default=50, help="validation images per class")
+    p.add_argument("--seed", type=int, default=0, help="random seed (the same seed gives the same files)")
+    p.add_argument("--force", action="store_true", help="replace DIR/train and DIR/val if they exist")
+
+
+def _download(args):
+    from . import download
+
+    if args.what == "dataset":
+        root = download.download_course_dataset(args.dest or "data", url=args.url or download.COURSE_DATASET_URL,
+                                                sha256=args.sha256)
+        print(f"dataset ready at {root} (train/ and val/ inside)")
+    else:
+        path = download.download_course_checkpoint(args.dest or "checkpoints",
+                                                   url=args.url or download.COURSE_CHECKPOINT_URL, sha256=args.sha256)
+        print(f"checkpoint ready at {path}")
+
+
+def _add_download(subparsers):
+    from .download import COURSE_CHECKPOINT_URL, COURSE_DATASET_URL
+
+    p = _command(subparsers, "download", _download, "download the course dataset or the ViT-B/16 checkpoint",
+                 f"Download the ImageNet subset of the MindSpore ViT tutorial ({COURSE_DATASET_URL}) or its "
+                 f"checkpoint ({COURSE_CHECKPOINT_URL}). Partial downloads resume.")
+    p.add_argument("what", choices=("dataset", "checkpoint"), help="what to download")
+    p.add_argument("--dest", default=None,
+                   help="folder to download into (default: data for the dataset, checkpoints for the checkpoint)")
+    p.add_argument("--url", default=None, help="download from this URL instead, e.g. a mirror (default: the course's)")
+    p.add_argument("--sha256", default=None, help="expected SHA-256 of the downloaded file (default: not checked)")
+
+
+def _build_subset(args):
+    from .subset import build_imagenet_subset
+
+    summary = build_imagenet_subset(
+        args.src, args.dst, num_classes=args.classes,
+        wnids=[w.strip() for w in args.wnids.split(",") if w.strip()] if args.wnids else None,
+        train_per_class=args.train_per_class, val_per_class=args.val_per_class, val_labels=args.val_labels,
+        mode=args.mode, seed=args.seed, overwrite=args.force)
+    print(f"wrote {summary['train']} train + {summary['val']} val images of {len(summary['classes'])} classes "
+          f"({summary['mode']}) to {summary['root']}")
+
+
+def _add_build_subset(subparsers):
+    p = _command(subparsers, "build-subset", _build_subset, "build an ImageNet subset from a local ImageNet-1k copy",
+                 "Build DST/train/<wnid>/ and DST/val/<wnid>/ from SRC/train and SRC/val (class folders, or flat "
+                 "with --val-labels).")
+    p.add_argument("src", metavar="SRC", help="ImageNet root holding train/ and val/")
+    p.add_argument("dst", metavar="DST", help="output folder")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--classes", type=int, help="number of classes, drawn with --seed from the sorted wnids")
+    which.add_argument("--wnids", help="comma-separated wnids, e.g. n01440764,n02102040")
+    p.add_argument("--train-per-class", type=int, default=100, help="training images per class")
+    p.add_argument("--val-per-class", type=int, default=50, help="validation images per class")
+    p.add_argument("--val-labels", default=None,
+                   help="ground truth for a flat val/ folder: LOC_val_solution.csv or 'filename wnid' lines")
+    p.add_argument("--mode", choices=("symlink", "hardlink", "copy"), default="symlink",
+                   help="how images are placed in DST")
+    p.add_argument("--seed", type=int, default=0, help="seed of the class and image draw")
+    p.add_argument("--force", action="store_true", help="replace DST/train and DST/val if they exist")
+
+
+def _convert(args):
+    from .weights import convert
+
+    summary = convert(args.src, args.dst, layout=args.layout)
+    record = summary["record"]
+    numerics = (f"LayerNorm eps {record['norm_eps']:g}, {'tanh' if record['gelu_approximate'] else 'exact'} GELU, "
+                f"mean {tuple(record['mean'])} std {tuple(record['std'])}" if "norm_eps" in record
+                else "numerics not recorded in the source")
+    print(f"wrote {summary['dst']}: {summary['tensors']} tensors from {summary['src']} (layout {summary['layout']}; "
+          f"{numerics}; {summary['skipped_training_state']} optimizer/training entries dropped)")
+
+
+def _add_convert(subparsers):
+    p = _command(subparsers, "convert", _convert, "convert published ViT weights to a .ckpt/.safetensors in vit_ms names",
+                 "Convert ViT weights (vit_ms, mindcv, MindSpore tutorial, timm, Hugging Face, Google .npz) to a "
+                 "MindSpore .ckpt or a .safetensors file with vit_ms parameter names; the source's numerics are "
+                 "recorded in it.")
+    p.add_argument("src", help="weights file to read (.ckpt, .safetensors or .npz)")
+    p.add_argument("dst", help="file to write: .ckpt (MindSpore) or .safetensors")
+    p.add_argument("--layout", choices=LAYOUTS, default=None, help="source layout (default: detected from the names)")
+
+
+def _bench(args):
+    from .bench import format_table, run_benchmark
+
+    report = run_benchmark(model=args.model, batch_size=args.batch_size, image_size=args.image_size, mode=args.mode,
+                           steps=args.steps, warmup=args.warmup, compare=tuple(args.compare), device=args.device,
+                           num_classes=args.num_classes, amp_level=args.amp_level, patch_size=args.patch_size,
+                           embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads)
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 1 if any("error" in r for r in report["results"]) else 0
+
+
+def _add_bench(subparsers):
+    p = _command(subparsers, "bench", _bench, "images/s of vit_ms vs mindcv and timm (forward and training step)",
+                 "Speed benchmark: forward (eval) and training-step images/s of vit_ms, mindcv's ViT and timm's ViT, "
+                 "each in its own fresh process.")
+    p.add_argument("--model", default="vit_b_16", help="vit_ms model name")
+    p.add_argument("--image-size", type=int, default=224, help="input image size")
+    p.add_argument("--patch-size", type=int, default=None, help="patch size (default: the named model's)")
+    p.add_argument("--embed-dim", type=int, default=None, help="token width (default: the named model's)")
+    p.add_argument("--depth", type=int, default=None, help="encoder blocks (default: the named model's)")
+    p.add_argument("--num-heads", type=int, default=None, help="attention heads (default: the named model's)")
+    p.add_argument("--num-classes", type=int, default=1000, help="classes of the head")
+    p.add_argument("--batch-size", type=int, default=8, help="images per step")
+    p.add_argument("--mode", choices=("both", "eval", "train"), default="both",
+                   help="eval (forward), train (step) or both")
+    p.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps after the first call")
+    p.add_argument("--compare", nargs="*", default=["mindcv", "timm"], choices=("mindcv", "timm"),
+                   help="frameworks to measure beside vit_ms (none: just vit_ms)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP + " (MindSpore models)")
+    p.add_argument("--amp-level", default=None, choices=AMP_LEVELS,
+                   help="MindSpore mixed precision (default: O0 on CPU, O2 on Ascend/GPU, as training)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+COMMANDS = (_add_demo, _add_train, _add_eval, _add_predict, _add_make_sample_data, _add_download, _add_build_subset,
+            _add_convert, _add_bench)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m vit_ms", description="Vision Transformer (ViT) in MindSpore")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def quiet_exit_noise(unraisable):
+    # MindSpore's Cell.__del__ raises AttributeError at interpreter exit for Cells that compiled graphs keep alive;
+    # it is harmless, and hundreds of such lines would bury the command's output
+    if isinstance(unraisable.exc_value, AttributeError) and "__del__" in repr(unraisable.object):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def main(argv=None):
+    """Run one command; returns the exit status (0, 1 for a failed benchmark row, 2 for a usage error)."""
+    sys.unraisablehook = quiet_exit_noise
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except USAGE_ERRORS as err:
+        message = str(err).strip() or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Facts and settings shared across the package and its command line, each written once.
+
+Imports nothing heavy: the command line reads its defaults from here without starting MindSpore.
+"""
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+# input normalisation (RGB, 0-1 units): ImageNet statistics (MindSpore tutorial, mindcv, vit_ms training) and the
+# 0.5/0.5 of Google's, timm's and Hugging Face's ViT weights
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+HALF_MEAN, HALF_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+CROP_PCT = 0.875  # evaluation: resize the shorter side to image_size / 0.875, then centre-crop image_size
+
+# metadata entries of the checkpoints vit_ms writes
+CONFIG_KEY = "vit_ms_config"    # the model's constructor arguments (JSON)
+CLASSES_KEY = "vit_ms_classes"  # the class folder names (JSON list)
+SOURCE_KEY = "vit_ms_source"    # a converted file's origin: layout, numerics, number of heads (JSON)
+
+# the weight layouts vit_ms.load_pretrained reads (see vit_ms/weights/layouts.py)
+LAYOUTS = ("vit_ms", "mindcv", "tutorial", "timm", "huggingface", "google")
+BACKENDS = ("Ascend", "GPU", "CPU")
+AMP_LEVELS = ("O0", "O1", "O2", "O3")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; the train command's flags map one to one onto these fields."""
+    data: str = "data/sample"
+    model: str = "vit_b_16"
+    image_size: int = 224
+    patch_size: Optional[int] = None        # None: the named model's
+    embed_dim: Optional[int] = None
+    depth: Optional[int] = None
+    num_heads: Optional[int] = None
+    epochs: int = 10
+    batch_size: int = 16                    # per device; the global batch is batch_size x world size
+    lr: float = 1e-3                        # peak learning rate for the global batch
+    min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    warmup_epochs: int = 1
+    drop_path: float = 0.1
+    drop_rate: float = 0.0
+    label_smoothing: float = 0.1
+    clip_grad: float = 1.0                  # global-norm gradient clipping (0 = off)
+    crop_scale: Tuple[float, float] = (0.08, 1.0)
+    hflip: float = 0.5
+    auto_augment: Optional[str] = None      # e.g. "randaug-m9-mstd0.5"
+    mixup: float = 0.0
+    seed: int = 0
+    output: str = "runs/vit"
+    resume: bool = False
+    pretrained: Optional[str] = None
+    device: str = "auto"
+    amp_level: Optional[str] = None         # None: O2 on Ascend/GPU, O0 (fp32) on CPU
+    num_workers: int = 2
+    log_interval: int = 10                  # steps between loss read-backs (each one is a host sync)
+    strict_data: bool = False
+
+
+# The demo: a ViT small enough for a 2-core CPU (64x64 images in 8x8 patches, ViT-Ti width, 4 blocks, batch 32).
+# Why these values, with the measurements: docs/performance.md. The same configuration runs on Ascend/GPU.
+DEMO_CONFIG = dict(model="vit_ti_16", image_size=64, patch_size=8, depth=4, epochs=9, batch_size=32, lr=1e-3,
+                   warmup_epochs=1, weight_decay=0.05, drop_path=0.0, label_smoothing=0.1, crop_scale=(0.5, 1.0))

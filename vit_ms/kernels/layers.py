@@ -1,0 +1,157 @@
+"""CPU versions of nn.Dense, nn.LayerNorm, nn.GELU and the patch-embedding nn.Conv2d: the same parameters and the same
+results as the MindSpore layer they subclass, computed with the kernels that are fast on MindSpore's CPU backend.
+
+Why each one exists, with the measured figures: docs/performance.md.
+"""
+import mindspore as ms
+from mindspore import nn, ops
+
+from . import native
+
+_MATMUL = ops.MatMul()                       # a @ b
+_MATMUL_NT = ops.MatMul(transpose_b=True)    # a @ b.T
+_MATMUL_TN = ops.MatMul(transpose_a=True)    # a.T @ b
+_SUM = ops.ReduceSum()
+_CONCAT_COLUMNS = ops.Concat(axis=1)
+_WIDE = 2048                                 # a @ b and a.T @ b are fast while b has at most this many columns
+
+
+def _column_blocks(width):
+    """The fewest equal column blocks of at most _WIDE columns that ``width`` columns divide into."""
+    return next(count for count in range(-(-width // _WIDE), width + 1) if width % count == 0)
+
+
+class _Linear(nn.Cell):
+    """y = x @ weight.T + bias for rows x [N, in], with a hand-written backward pass:
+    dx = dy @ weight and dweight = dy.T @ x, each computed in column blocks of at most _WIDE (ViT-B's fc2 has 3072
+    input columns), and dbias = dy summed over rows (MindSpore's CPU BiasAddGrad is slower than this sum)."""
+
+    def __init__(self, in_features):
+        super().__init__()
+        self.blocks = _column_blocks(in_features)
+        self.split_columns = ops.Split(axis=1, output_num=self.blocks)
+
+    def construct(self, x, weight, bias):
+        return ops.bias_add(_MATMUL_NT(x, weight), bias)
+
+    def bprop(self, x, weight, bias, out, dout):
+        if self.blocks == 1:
+            return _MATMUL(dout, weight), _MATMUL_TN(dout, x), _SUM(dout, 0)
+        dx = _CONCAT_COLUMNS(tuple(_MATMUL(dout, w) for w in self.split_columns(weight)))
+        dweight = _CONCAT_COLUMNS(tuple(_MATMUL_TN(dout, xb) for xb in self.split_columns(x)))
+        return dx, dweight, _SUM(dout, 0)
+
+
+class Dense(nn.Dense):
+    """nn.Dense computed on 2-D rows by ``_Linear`` (layers with a bias and no activation, as in a ViT)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.linear = _Linear(self.in_channels) if self.has_bias and not self.activation_flag else None
+
+    def construct(self, x):
+        if self.linear is None:
+            return super().construct(x)
+        # weights cast here, outside _Linear: under mixed precision the Cast's own gradient then returns the
+        # weight gradients in the parameters' float32 (inside _Linear they would stay float16)
+        y = self.linear(x.reshape(-1, self.in_channels), self.weight.astype(x.dtype), self.bias.astype(x.dtype))
+        return y.reshape(x.shape[:-1] + (self.out_channels,))
+
+
+class PatchConv2d(nn.Conv2d):
+    """nn.Conv2d with kernel = stride (the patch embedding) computed as one matmul over flattened patches: the same
+    product, without MindSpore's CPU Conv2D, which is hundreds of times slower for this kernel."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.kernel_size != self.stride or self.pad_mode != "valid" or not self.has_bias or self.group != 1:
+            raise ValueError(f"PatchConv2d computes a patch projection: kernel_size = stride, pad_mode='valid', "
+                             f"has_bias=True, group=1; got kernel_size={self.kernel_size}, stride={self.stride}, "
+                             f"pad_mode={self.pad_mode!r}, has_bias={self.has_bias}, group={self.group}")
+        kh, kw = self.kernel_size
+        self.linear = _Linear(self.in_channels * kh * kw)
+
+    def construct(self, x):
+        b, c, h, w = x.shape
+        (kh, kw), d = self.kernel_size, self.out_channels
+        gh, gw = h // kh, w // kw
+        patches = x.reshape(b, c, gh, kh, gw, kw).transpose(0, 2, 4, 1, 3, 5).reshape(-1, c * kh * kw)
+        y = self.linear(patches, self.weight.reshape(d, c * kh * kw).astype(x.dtype),
+                        self.bias.astype(x.dtype))        # cast outside _Linear, as in Dense
+        return y.reshape(b, gh, gw, d).transpose(0, 3, 1, 2)  # [B, D, gh, gw], as the convolution gives
+
+
+class _GeluFunction(nn.Cell):
+    """Exact GELU with vit_ms's C++ forward and backward kernels (float32)."""
+
+    def __init__(self, forward, backward):
+        super().__init__()
+        self.gelu = forward
+        self.gelu_grad = backward
+
+    def construct(self, x):
+        return self.gelu(x)                               # (y, Phi(x))
+
+    def bprop(self, x, out, dout):
+        return (self.gelu_grad(x, out[1], dout[0]),)
+
+
+class GELU(nn.GELU):
+    """nn.GELU (``approximate`` True: tanh form, False: exact erf form). The exact form is x * Phi(x) computed by
+    vit_ms's C++ kernels (float32), or, where they cannot be built, written with MindSpore's erf kernel (faster than
+    its GELU kernel); both within 5e-8 of float64. The tanh form keeps MindSpore's GELU kernel (its CPU tanh kernel
+    is off by up to 1e-4 for |x| in [3, 7])."""
+
+    def __init__(self, approximate=True):
+        super().__init__(approximate=approximate)
+        kernels = native.gelu()   # built even for the tanh form, so that set_numerics can switch it to exact
+        self.fused = None if kernels is None else _GeluFunction(*kernels)
+
+    def construct(self, x):
+        if self.approximate == "tanh":
+            return super().construct(x)
+        if self.fused is not None and x.dtype == ms.float32:
+            return self.fused(x)[0]
+        return x * (0.5 + 0.5 * ops.erf(x * 0.7071067811865476))
+
+
+class _LayerNormFunction(nn.Cell):
+    """LayerNorm over the last axis with MindSpore's forward kernel and vit_ms's C++ backward (float32)."""
+
+    def __init__(self, epsilon, backward):
+        super().__init__()
+        self.epsilon = epsilon
+        self.layer_norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=epsilon)
+        self.layer_norm_grad = backward
+
+    def construct(self, x, gamma, beta):
+        return self.layer_norm(x, gamma, beta)            # (y, mean, variance)
+
+    def bprop(self, x, gamma, beta, out, dout):
+        _, mean, variance = out
+        return self.layer_norm_grad(x, dout[0], mean, ops.rsqrt(variance + self.epsilon), gamma)
+
+
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm over the last axis whose backward pass, in float32, is vit_ms's fused C++ kernel (when it can be
+    built; otherwise, and in float16, MindSpore's kernels)."""
+
+    def __init__(self, normalized_shape, epsilon=1e-7):
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        super().__init__(tuple(normalized_shape), epsilon=epsilon)
+        backward = native.layer_norm_grad()
+        self.fused = None if backward is None else _LayerNormFunction(epsilon, backward)
+
+    def set_epsilon(self, epsilon):
+        """Change epsilon after construction (before the first call: a compiled graph keeps the old one)."""
+        self.epsilon = float(epsilon)
+        self.layer_norm = ops.LayerNorm(begin_norm_axis=self.begin_norm_axis, begin_params_axis=self.begin_params_axis,
+                                        epsilon=self.epsilon)
+        if self.fused is not None:
+            self.fused = _LayerNormFunction(self.epsilon, self.fused.layer_norm_grad)
+
+    def construct(self, x):
+        if self.fused is None or x.dtype != ms.float32:
+            return super().construct(x)
+        return self.fused(x, self.gamma, self.beta)[0]
