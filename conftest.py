@@ -7,6 +7,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import sys  # noqa: E402
 
-from vit_ms.cli import quiet_exit_noise  # noqa: E402
+from vit_ms.runtime import quiet_exit_noise  # noqa: E402
 
 sys.unraisablehook = quiet_exit_noise  # MindSpore's harmless Cell.__del__ errors at interpreter exit

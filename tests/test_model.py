@@ -320,6 +320,10 @@ def test_cpu_kernels_equal_native_kernels_with_gradients(config):
     for name, grad in grads.items():
         assert relative_error(grad, expected[name]) <= 1e-5, name
         assert np.abs(grad).max() > 0, name  # every parameter gets a gradient
+    for model in (fast, native):
+        model.set_train(False)
+    logits, expected_logits = fast(x).asnumpy(), native(x).asnumpy()
+    assert relative_error(logits, expected_logits) <= 1e-5
 
 
 @pytest.mark.skipif(ms.get_context("device_target") != "CPU", reason="the fused kernel is CPU-only")

@@ -152,10 +152,9 @@ def _timm_worker(config):
 
 
 def _worker(framework, config, queue):
-    from .cli import quiet_exit_noise
+    from .runtime import quiet_mindspore
 
-    sys.unraisablehook = quiet_exit_noise
-    os.environ.setdefault("GLOG_v", "3")
+    quiet_mindspore()
     load = _load_average()
     try:
         result = _timm_worker(config) if framework == "timm" else _mindspore_worker(framework, config)

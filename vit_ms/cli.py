@@ -11,8 +11,7 @@ import os
 import sys
 
 from .config import AMP_LEVELS, DEMO_CONFIG, LAYOUTS, TrainConfig
-
-os.environ.setdefault("GLOG_v", "3")  # keep MindSpore's C++ [WARNING] lines out of the terminal
+from .runtime import quiet_mindspore
 
 USAGE_ERRORS = (ValueError, TypeError, OSError)  # bad input, missing files, no network: an error line, no traceback
 DEVICE_HELP = "auto (the best available), Ascend, GPU or CPU"
@@ -330,17 +329,9 @@ def build_parser():
     return parser
 
 
-def quiet_exit_noise(unraisable):
-    # MindSpore's Cell.__del__ raises AttributeError at interpreter exit for Cells that compiled graphs keep alive;
-    # it is harmless, and hundreds of such lines would bury the command's output
-    if isinstance(unraisable.exc_value, AttributeError) and "__del__" in repr(unraisable.object):
-        return
-    sys.__unraisablehook__(unraisable)
-
-
 def main(argv=None):
     """Run one command; returns the exit status (0, 1 for a failed benchmark row, 2 for a usage error)."""
-    sys.unraisablehook = quiet_exit_noise
+    quiet_mindspore()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

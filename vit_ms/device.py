@@ -65,8 +65,8 @@ def current_device():
 
 
 # MindSpore 2.10 runs a jit-compiled graph asynchronously; reading a result (Tensor.asnumpy) then waits in a busy
-# loop (runtime::Pipeline::WaitAll) in the calling thread. On a CPU backend that loop takes a core from the kernels:
-# on a 2-core CPU the ViT-B/16 training step went from 7.9 s to 5.9 s once the wait stopped competing.
+# loop (runtime::Pipeline::WaitAll) in the calling thread, which on a CPU backend takes a core from the kernels
+# (figures: docs/performance.md).
 _waiter = None
 _waiter_pid = None
 

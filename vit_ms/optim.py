@@ -1,7 +1,7 @@
 """AdamW as one fused MindSpore Adam kernel per parameter, the optimizer vit_ms trains with, and gradient clipping.
 
-mindcv's AdamW computes the same update from ~15 element-wise ops per parameter; on CPU that is ~20x slower (ViT-B/16:
-~1.5 s per step) and, because every intermediate is a full-size tensor, ~5 GB more memory per step.
+mindcv's AdamW computes the same update from about 15 element-wise ops per parameter, each writing a full-size
+tensor: slower and more memory-hungry on CPU (figures: docs/performance.md).
 """
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
@@ -66,7 +66,7 @@ _scale = ops.MultitypeFuncGraph("scale")
 @_square_sum.register("Tensor")
 def _square_sum_one(grad):
     squares = ops.square(grad.astype(ms.float32))
-    if squares.ndim > 1:  # rows first: MindSpore's CPU sum over all axes of a matrix is ~5x slower
+    if squares.ndim > 1:  # rows first: MindSpore's CPU sum over all axes of a matrix is slower
         return squares.reshape(squares.shape[0], -1).sum(1).sum().reshape(1)
     return squares.sum().reshape(1)
 

@@ -1,10 +1,11 @@
-"""C++ kernels for MindSpore's CPU backend (``vit_ms/csrc``), built on first use with the system C++ compiler.
+"""C++ kernels for MindSpore's CPU backend (``vit_ms/kernels/csrc``), built on first use with the system C++ compiler.
 
 MindSpore runs them as custom operators (``ops.Custom`` with ``func_type="aot"``). They replace CPU kernels that are
-far slower than the memory traffic they need (see each source file for the figures). The shared library is
+far slower than the memory traffic they need (figures: docs/performance.md). The shared library is
 compiled once per source version, compiler and machine type, and cached in ``$VIT_MS_CACHE`` (default
 ``~/.cache/vit_ms``). Where it cannot be built (no compiler, not Linux), vit_ms warns once and keeps MindSpore's own
-kernels: the results are the same, only slower. ``VIT_MS_NATIVE=0`` switches the C++ kernels off.
+kernels: the results are the same, only slower. ``VIT_MS_NATIVE=0`` switches them off, with the rest of
+vit_ms.kernels (see its ``use_cpu_kernels``).
 """
 import functools
 import hashlib

@@ -1,5 +1,5 @@
 // Exact GELU, y = x * Phi(x) with Phi the standard normal CDF, float32, as MindSpore CPU custom operators
-// (ops.Custom with func_type="aot"; built by vit_ms/native.py).
+// (ops.Custom with func_type="aot"; built by vit_ms/kernels/native.py).
 //
 // GeluForward:  x -> (y = x * Phi(x), Phi(x))          Phi(x) is kept for the backward pass: erf is the costly part
 // GeluBackward: x, Phi(x), dy -> dx = dy * (Phi(x) + x * phi(x)),  phi the standard normal density
