@@ -103,7 +103,7 @@ def test_the_model_file_holds_the_diagram_and_no_kernels():
     source = (ROOT / "vit_ms" / "model.py").read_text(encoding="utf-8")
     classes = [node.name for node in ast.parse(source).body if isinstance(node, ast.ClassDef)]
     assert classes == ["PatchEmbed", "Attention", "Mlp", "DropPath", "Block", "VisionTransformer"]
-    assert len(source.splitlines()) <= 380
+    assert len(source.splitlines()) <= 350
     for kernel_detail in ("bprop", "ops.Custom", "ops.MatMul(", "native"):
         assert kernel_detail not in source, kernel_detail
 

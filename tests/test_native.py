@@ -58,3 +58,24 @@ def test_unwritable_cache_is_named(fresh, monkeypatch, tmp_path):
     monkeypatch.setenv("VIT_MS_CACHE", str(blocker / "cache"))   # under a file: cannot be created
     with pytest.warns(RuntimeWarning, match=r"cannot create the kernel cache .*file/cache .*set VIT_MS_CACHE"):
         assert native.library() is None
+
+
+def test_kernel_bench_command_times_each_layer_pair():
+    """docs/performance.md's command, scaled down by its flags."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, GLOG_v="3")
+    done = subprocess.run([sys.executable, "-m", "vit_ms.kernels.bench", "--batch-size", "1", "--runs", "1", "--json"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert [row["layer"].split()[0] for row in report["rows"]] == ["patch", "Dense", "Dense", "LayerNorm", "exact"]
+    for row in report["rows"]:
+        assert row["mindspore_ms"] > 0 and row["vit_ms_ms"] > 0
+        assert abs(row["speedup"] - row["mindspore_ms"] / row["vit_ms_ms"]) < 1e-6
+    bad = subprocess.run([sys.executable, "-m", "vit_ms.kernels.bench", "--runs", "0"], capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "error: runs must be a positive integer, got 0"

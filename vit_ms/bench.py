@@ -19,6 +19,7 @@ import statistics
 import sys
 
 from .checks import check_int
+from .runtime import cpu_name
 
 FRAMEWORKS = ("vit_ms", "mindcv", "timm")
 MODES = ("eval", "train")
@@ -200,17 +201,6 @@ def _versions():
     return found
 
 
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _timm_available():
     return all(importlib.util.find_spec(name) is not None for name in ("torch", "timm"))
 
@@ -260,7 +250,7 @@ def run_benchmark(model="vit_b_16", batch_size=8, image_size=224, mode="both", s
             if m in result and m in ours:  # > 1: vit_ms is faster
                 result[m]["vit_ms_speedup"] = ours[m]["img_per_s"] / result[m]["img_per_s"]
     return dict(config={k: v for k, v in config.items() if k != "modes"}, modes=list(config["modes"]),
-                device=ours.get("device", device), cpu=_cpu_name(), cpu_count=os.cpu_count(),
+                device=ours.get("device", device), cpu=cpu_name(), cpu_count=os.cpu_count(),
                 versions=_versions(), results=results)
 
 

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from .config import AMP_LEVELS, DEMO_CONFIG, LAYOUTS, TrainConfig
+from .config import AMP_LEVELS, DEMO_CONFIG, LAYOUTS, SUBSET_MODES, TrainConfig
 from .runtime import quiet_mindspore
 
 USAGE_ERRORS = (ValueError, TypeError, OSError)  # bad input, missing files, no network: an error line, no traceback
@@ -254,7 +254,7 @@ def _add_build_subset(subparsers):
     p.add_argument("--val-per-class", type=int, default=50, help="validation images per class")
     p.add_argument("--val-labels", default=None,
                    help="ground truth for a flat val/ folder: LOC_val_solution.csv or 'filename wnid' lines")
-    p.add_argument("--mode", choices=("symlink", "hardlink", "copy"), default="symlink",
+    p.add_argument("--mode", choices=SUBSET_MODES, default="symlink",
                    help="how images are placed in DST")
     p.add_argument("--seed", type=int, default=0, help="seed of the class and image draw")
     p.add_argument("--force", action="store_true", help="replace DST/train and DST/val if they exist")
@@ -294,6 +294,8 @@ def _bench(args):
 
 
 def _add_bench(subparsers):
+    from .bench import FRAMEWORKS, MODES
+
     p = _command(subparsers, "bench", _bench, "images/s of vit_ms vs mindcv and timm (forward and training step)",
                  "Speed benchmark: forward (eval) and training-step images/s of vit_ms, mindcv's ViT and timm's ViT, "
                  "each in its own fresh process.")
@@ -305,11 +307,11 @@ def _add_bench(subparsers):
     p.add_argument("--num-heads", type=int, default=None, help="attention heads (default: the named model's)")
     p.add_argument("--num-classes", type=int, default=1000, help="classes of the head")
     p.add_argument("--batch-size", type=int, default=8, help="images per step")
-    p.add_argument("--mode", choices=("both", "eval", "train"), default="both",
+    p.add_argument("--mode", choices=("both",) + MODES, default="both",
                    help="eval (forward), train (step) or both")
     p.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after the first call")
-    p.add_argument("--compare", nargs="*", default=["mindcv", "timm"], choices=("mindcv", "timm"),
+    p.add_argument("--compare", nargs="*", default=list(FRAMEWORKS[1:]), choices=FRAMEWORKS[1:],
                    help="frameworks to measure beside vit_ms (none: just vit_ms)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP + " (MindSpore models)")
     p.add_argument("--amp-level", default=None, choices=AMP_LEVELS,

@@ -20,6 +20,7 @@ SOURCE_KEY = "vit_ms_source"    # a converted file's origin: layout, numerics, n
 LAYOUTS = ("vit_ms", "mindcv", "tutorial", "timm", "huggingface", "google")
 BACKENDS = ("Ascend", "GPU", "CPU")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
+SUBSET_MODES = ("symlink", "hardlink", "copy")  # how build-subset places images
 
 
 @dataclass

@@ -5,7 +5,8 @@
       -> LayerNorm -> class token (or mean of patch tokens) -> [pre-logits Dense+tanh] -> head -> logits
 
 Parameter names follow timm/mindcv (``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``blocks.{i}.attn.qkv``,
-...), so published weights map onto this model one to one.
+...), so published weights map onto this model one to one. The Dense, LayerNorm, GELU and Conv2d layers come from
+``layer_set``: MindSpore's own, or, on the CPU, drop-in versions that compute the same faster (vit_ms/kernels).
 """
 import math
 from types import SimpleNamespace
@@ -17,11 +18,12 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
 from . import kernels
-from .checks import check_int, check_rate
+from .checks import check_int, check_numerics, check_rate
 from .config import IMAGENET_MEAN, IMAGENET_STD
 from .device import current_device
 
 _BATCH_MATMUL_NT = ops.BatchMatMul(transpose_b=True)  # q @ k.T without materialising k.T
+
 
 def layer_set(cpu_kernels=None):
     """The layers a model is built from: MindSpore's nn.Dense, nn.LayerNorm, nn.GELU and nn.Conv2d, or, on the CPU,
@@ -243,6 +245,7 @@ class VisionTransformer(nn.Cell):
         layers = layer_set(self.cpu_kernels)
 
         self.patch_embed = PatchEmbed(image_size, patch_size, in_chans, embed_dim, layers=layers)
+        self.image_size, self.patch_size, self.grid_size = image_size, patch_size, self.patch_embed.grid_size
         num_patches = self.patch_embed.num_patches
         self.cls_token = Parameter(initializer(Normal(1e-6), (1, 1, embed_dim), ms.float32), name="cls_token")
         self.pos_embed = Parameter(_trunc_normal((1, num_patches + 1, embed_dim), 0.02), name="pos_embed")
@@ -266,18 +269,6 @@ class VisionTransformer(nn.Cell):
         fan_in = proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1]
         proj.weight.set_data(_trunc_normal(proj.weight.shape, math.sqrt(1.0 / fan_in)))
         proj.bias.set_data(initializer("zeros", proj.bias.shape))
-
-    @property
-    def image_size(self):
-        return self.patch_embed.image_size
-
-    @property
-    def patch_size(self):
-        return self.patch_embed.patch_size
-
-    @property
-    def grid_size(self):
-        return self.patch_embed.grid_size
 
     def no_weight_decay(self):
         """Names of parameters trained without weight decay: norms, biases, class token, position embedding."""
@@ -323,18 +314,7 @@ class VisionTransformer(nn.Cell):
         """Change the LayerNorm epsilon, the GELU form (True: tanh approximation, False: exact erf) and the input
         normalisation (mean/std) the model carries, e.g. to those that loaded weights were trained with; None leaves
         that one as it is. In graph mode, call it before the first call: a compiled graph keeps its numerics."""
-        if norm_eps is not None and (isinstance(norm_eps, bool) or not isinstance(norm_eps, (int, float))
-                                     or not norm_eps > 0):
-            raise ValueError(f"norm_eps must be a positive number, got {norm_eps!r}")
-        if gelu_approximate is not None and not isinstance(gelu_approximate, bool):
-            raise TypeError(f"gelu_approximate must be True (tanh) or False (exact), got {gelu_approximate!r}")
-        for name, value in (("mean", mean), ("std", std)):
-            if value is not None and (len(tuple(value)) != self.patch_embed.in_chans
-                                      or not all(isinstance(v, (int, float)) for v in value)):
-                raise ValueError(f"{name} must be {self.patch_embed.in_chans} numbers (one per input channel), "
-                                 f"got {value!r}")
-        if std is not None and not all(v > 0 for v in std):
-            raise ValueError(f"std must be positive, got {std!r}")
+        check_numerics(norm_eps, gelu_approximate, mean, std, channels=self.patch_embed.in_chans)
         for _, cell in self.cells_and_names():
             if norm_eps is not None and isinstance(cell, nn.LayerNorm):
                 _set_epsilon(cell, float(norm_eps))

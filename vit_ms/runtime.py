@@ -1,5 +1,6 @@
-"""Process-wide settings for running MindSpore quietly: set before MindSpore starts."""
+"""The process MindSpore runs in: settings to make before it starts, and what the machine is."""
 import os
+import platform
 import sys
 
 
@@ -15,3 +16,15 @@ def quiet_mindspore():
     """Silence MindSpore's C++ [WARNING] lines (GLOG_v=3, unless set) and its exit-time noise."""
     os.environ.setdefault("GLOG_v", "3")
     sys.unraisablehook = quiet_exit_noise
+
+
+def cpu_name():
+    """The CPU's model name (Linux: from /proc/cpuinfo), for benchmark reports."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -19,9 +19,9 @@ import numpy as np
 
 from .data import IMAGE_EXTENSIONS
 from .checks import check_int
+from .config import SUBSET_MODES
 from .sample_data import SPLITS, check_splits_absent, move_splits_into_place
 
-MODES = ("symlink", "hardlink", "copy")
 
 
 def _images_in(folder):
@@ -127,8 +127,8 @@ def build_imagenet_subset(src, dst, num_classes=None, wnids=None, train_per_clas
     src, dst = Path(src), Path(dst)
     if not (src / "train").is_dir():
         raise FileNotFoundError(f"no ImageNet training folder at {src / 'train'} (expected SRC/train/<wnid>/*.JPEG)")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode not in SUBSET_MODES:
+        raise ValueError(f"mode must be one of {SUBSET_MODES}, got {mode!r}")
     check_int(train_per_class, "train_per_class", 1)
     check_int(val_per_class, "val_per_class", 1)
     check_int(seed, "seed", 0)

@@ -15,11 +15,11 @@ and the environment variable ``VIT_MS_NATIVE`` is not ``0``. Measured figures: d
 import os
 from types import SimpleNamespace
 
+from ..device import current_device
+
 
 def use_cpu_kernels(cpu_kernels=None):
     """Whether a model built now takes the CPU layers: ``cpu_kernels`` if it is True or False, else the default."""
-    from ..device import current_device
-
     if cpu_kernels is None:
         return os.environ.get("VIT_MS_NATIVE", "1") != "0" and current_device() == "CPU"
     if not isinstance(cpu_kernels, bool):

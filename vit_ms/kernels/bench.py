@@ -14,7 +14,6 @@ if __name__ == "__main__":  # run as a script or with python -m: MindSpore quiet
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -24,6 +23,7 @@ from mindspore import nn
 
 from ..checks import check_int
 from ..device import set_device
+from ..runtime import cpu_name
 from . import layers
 
 
@@ -80,13 +80,13 @@ def run(batch_size=8, runs=5):
     for name, plain, fast, x in _pairs(batch_size):
         plain_s, fast_s = _time(_forward_backward(plain, x), runs), _time(_forward_backward(fast, x), runs)
         rows.append(dict(layer=name, mindspore_ms=plain_s * 1e3, vit_ms_ms=fast_s * 1e3, speedup=plain_s / fast_s))
-    return dict(batch_size=batch_size, runs=runs, cpu=platform.processor() or platform.machine(),
+    return dict(batch_size=batch_size, runs=runs, cpu=cpu_name(),
                 cores=os.cpu_count(), mindspore=ms.__version__, rows=rows)
 
 
 def format_table(report):
     lines = [f"forward + backward, ViT-B/16 sizes, batch {report['batch_size']}, median of {report['runs']} runs "
-             f"(MindSpore {report['mindspore']}, {report['cores']} cores)",
+             f"(MindSpore {report['mindspore']}, {report['cpu']}, {report['cores']} cores)",
              f"{'layer':<34} {'MindSpore ms':>13} {'vit_ms ms':>10} {'speed-up':>9}"]
     for row in report["rows"]:
         lines.append(f"{row['layer']:<34} {row['mindspore_ms']:>13.1f} {row['vit_ms_ms']:>10.1f} "
