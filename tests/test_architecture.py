@@ -108,7 +108,8 @@ def test_the_model_file_holds_the_diagram_and_no_kernels():
         assert kernel_detail not in source, kernel_detail
 
 
-COMMANDS = ("demo", "train", "eval", "predict", "make-sample-data", "download", "build-subset", "convert", "bench")
+COMMANDS = ("demo", "train", "eval", "predict", "make-sample-data", "download", "build-subset", "convert", "bench",
+            "doctor")
 
 
 def test_help_does_not_start_mindspore():
@@ -189,3 +190,21 @@ def test_checkpoints_written_before_the_redesign_still_load():
     model.set_train(False)
     assert classes == ["a", "b", "c"] and model.norm_eps == 1e-7 and model.gelu_approximate is True
     np.testing.assert_allclose(model(ms.Tensor(reference["x"])).asnumpy(), reference["logits"], rtol=1e-5, atol=1e-6)
+
+
+def _vermin(*paths):
+    vermin = Path(sys.executable).with_name("vermin")
+    return subprocess.run([str(vermin), "-t=3.9-", "--violations", "--no-tips", "--eval-annotations", *map(str, paths)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_package_runs_on_python_3_9_as_pyproject_declares():
+    """pyproject.toml says requires-python >= 3.9: vermin checks every module's syntax and library use."""
+    assert 'requires-python = ">=3.9' in (ROOT / "pyproject.toml").read_text()
+    done = _vermin(ROOT / "vit_ms")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_python_3_9_check_can_fail(tmp_path):
+    (tmp_path / "new.py").write_text("def f(x):\n    match x:\n        case 1:\n            return 'one'\n")
+    assert _vermin(tmp_path / "new.py").returncode != 0

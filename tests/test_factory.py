@@ -56,3 +56,47 @@ def test_unknown_name_lists_the_valid_ones():
 def test_unknown_override_is_named():
     with pytest.raises(TypeError, match="num_class"):
         create_model("vit_ti_16", num_class=10)
+
+
+@pytest.mark.parametrize("name, base, image_size", [
+    ("vit_b_16_224", "vit_b_16", 224), ("vit_b_16_384", "vit_b_16", 384), ("vit_b_32_224", "vit_b_32", 224),
+    ("vit_l_16_224", "vit_l_16", 224),                                              # mindcv's names
+    ("vit_base_patch16_224", "vit_b_16", 224), ("vit_small_patch16_224", "vit_s_16", 224),
+    ("vit_large_patch16_384", "vit_l_16", 384), ("vit_tiny_patch16_384", "vit_ti_16", 384),   # timm's names
+])
+def test_mindcv_and_timm_names_build_the_same_architecture(name, base, image_size):
+    small = dict(depth=1, num_classes=10)  # depth overridden: cheap to build, the rest is the named architecture
+    model = create_model(name, **small)
+    assert model.config == create_model(base, image_size=image_size, **small).config
+    assert model.image_size == image_size
+
+
+def test_an_explicit_image_size_overrides_the_one_a_name_implies():
+    assert create_model("vit_base_patch16_384", image_size=224, depth=1).image_size == 224
+
+
+def test_list_models_filters_with_a_glob_as_timm_does():
+    assert list_models("vit_base*") == ["vit_base_patch16_224", "vit_base_patch16_384", "vit_base_patch32_224",
+                                        "vit_base_patch32_384"]
+    assert list_models("vit_b_16*") == ["vit_b_16", "vit_b_16_224", "vit_b_16_384"]
+    assert {"vit_b_16_224", "vit_l_32_224", "vit_large_patch16_384", "vit_huge_patch14_224"} <= set(list_models("*"))
+    assert list_models("resnet*") == []
+    from vit_ms.factory import _resolve
+
+    for name in list_models("*"):  # every listed name resolves (checked without building every model)
+        assert _resolve(name)[0] in MODEL_CONFIGS
+
+
+def test_an_unknown_name_suggests_the_closest_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown model 'vit_base_patch16_225'.*closest: vit_base_patch16_224"):
+        create_model("vit_base_patch16_225")
+    with pytest.raises(ValueError, match=r"closest: vit_b_16"):
+        create_model("vit_b16")
+
+
+def test_pretrained_true_is_only_for_the_course_checkpoint():
+    with pytest.raises(ValueError, match=r"pretrained=True loads the course's ViT-B/16 224x224 checkpoint; "
+                                         r"'vit_l_16' .*pass the path"):
+        create_model("vit_l_16", pretrained=True)
+    with pytest.raises(ValueError, match=r"'vit_b_16_384' with image_size=384 has no published vit_ms weights"):
+        create_model("vit_b_16_384", pretrained=True)

@@ -116,6 +116,19 @@ def test_refuses_to_overwrite_unless_asked(tmp_path):
     assert len(list((tmp_path / "train").rglob("*.JPEG"))) == 20
 
 
+def test_the_same_dataset_again_is_kept_as_it_is(tmp_path, capsys):
+    first = make_sample_data(tmp_path, image_size=32, train_per_class=2, val_per_class=1)
+    stamps = {f: f.stat().st_mtime_ns for f in tmp_path.rglob("*.JPEG")}
+    again = make_sample_data(tmp_path, image_size=32, train_per_class=2, val_per_class=1)
+    assert not first["existing"] and again["existing"]
+    assert {k: v for k, v in again.items() if k not in ("existing", "seconds")} == \
+        {k: v for k, v in first.items() if k not in ("existing", "seconds")}
+    assert {f: f.stat().st_mtime_ns for f in tmp_path.rglob("*.JPEG")} == stamps     # nothing rewritten
+    assert main(["make-sample-data", str(tmp_path), "--image-size", "32", "--train-per-class", "2",
+                 "--val-per-class", "1"]) == 0
+    assert "already holds this sample dataset" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("kwargs, match", [(dict(image_size=16), "image_size"), (dict(train_per_class=0),
                                            "train_per_class"), (dict(val_per_class=1.5), "val_per_class"),
                                            (dict(seed=-1), "seed")])

@@ -448,3 +448,50 @@ def test_numpy_reference_round_trips_vit_ms_names():
     back = from_vit_ms(to_vit_ms(params), num_heads=4)
     assert set(back) == set(params)
     assert all(np.array_equal(back[k], params[k]) for k in params)
+
+
+def _course_like_checkpoint(tmp_path):
+    """A tutorial-layout ViT-B/16 checkpoint with one block: the course file's layout, scaled down by depth."""
+    params = random_params(np.random.default_rng(5), image_size=224, patch_size=16, dim=768, depth=1, num_heads=12,
+                           num_classes=1000)
+    return params, write_layout("tutorial", params, tmp_path).read_bytes()
+
+
+def test_pretrained_true_downloads_the_course_checkpoint_into_the_cache_and_loads_it(tmp_path, monkeypatch):
+    from file_server import FileServer
+
+    from vit_ms import factory
+
+    params, data = _course_like_checkpoint(tmp_path)
+    monkeypatch.setenv("VIT_MS_CACHE", str(tmp_path / "cache"))
+    with FileServer({"/vision/vit_b_16_224.ckpt": data}) as server:
+        monkeypatch.setattr(factory, "COURSE_CHECKPOINT_URL", server.url("/vision/vit_b_16_224.ckpt"))
+        model = vit_ms.create_model("vit_b_16", pretrained=True, depth=1)
+        again = vit_ms.create_model("vit_base_patch16_224", pretrained=True, depth=1)   # timm's name, same file
+    cached = tmp_path / "cache" / "checkpoints" / "vit_b_16_224.ckpt"
+    assert cached.read_bytes() == data and len(server.requests) == 1    # downloaded once, then from the cache
+    assert (model.norm_eps, model.gelu_approximate) == (1e-7, True)      # the tutorial's numerics
+    x = images(224, batch=1)
+    expected = forward(params, x, norm_eps=1e-7, gelu_approximate=True)
+    assert_matches(logits(model, x), expected)
+    assert_matches(logits(again, x), expected)
+
+
+def test_pretrained_true_offline_fails_at_once_naming_the_url_and_the_path(tmp_path, monkeypatch):
+    import socket
+    import time
+
+    from vit_ms import factory
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]                        # nothing listens there once the socket is closed
+    url = f"http://127.0.0.1:{port}/vision/vit_b_16_224.ckpt"
+    monkeypatch.setenv("VIT_MS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(factory, "COURSE_CHECKPOINT_URL", url)
+    start = time.monotonic()
+    with pytest.raises(ConnectionError) as info:
+        vit_ms.create_model("vit_b_16", pretrained=True, depth=1)
+    assert time.monotonic() - start < 10
+    assert url in str(info.value)
+    assert str((tmp_path / "cache" / "checkpoints" / "vit_b_16_224.ckpt").resolve()) in str(info.value)

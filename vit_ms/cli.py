@@ -184,6 +184,10 @@ def _make_sample_data(args):
 
     summary = make_sample_data(args.root, image_size=args.image_size, train_per_class=args.train_per_class,
                                val_per_class=args.val_per_class, seed=args.seed, overwrite=args.force)
+    if summary["existing"]:
+        print(f"{summary['root']} already holds this sample dataset ({summary['train']} train + {summary['val']} "
+              f"val images, made with the same arguments): nothing to do")
+        return
     print(f"wrote {summary['train']} train + {summary['val']} val images ({len(summary['classes'])} classes, "
           f"{summary['image_size']}x{summary['image_size']}, {summary['bytes'] / 1e6:.1f} MB) to {summary['root']} "
           f"in {summary['seconds']:.1f}s")
@@ -319,8 +323,28 @@ def _add_bench(subparsers):
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+def _doctor(args):
+    from .doctor import diagnose, format_report
+
+    checks = diagnose(args.root)
+    print(format_report(checks))
+    failed = [c["check"] for c in checks if c["status"] == "FAIL"]
+    if failed:
+        print(f"\nbroken: {', '.join(failed)} (see above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_doctor(subparsers):
+    p = _command(subparsers, "doctor", _doctor, "check this installation: MindSpore, device, numpy, kernels, course files",
+                 "Print what a learner or a bug report needs: the MindSpore version (and whether it was tested), the "
+                 "backend and devices with mindspore.run_check(), numpy, the C++ CPU kernels, the course dataset and "
+                 "checkpoint, threads. Exits with status 1 when something the course needs is broken.")
+    p.add_argument("--root", default=".", help="the repository folder whose data/ and checkpoints/ the notebooks use")
+
+
 COMMANDS = (_add_demo, _add_train, _add_eval, _add_predict, _add_make_sample_data, _add_download, _add_build_subset,
-            _add_convert, _add_bench)
+            _add_convert, _add_bench, _add_doctor)
 
 
 def build_parser():

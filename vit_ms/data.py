@@ -33,7 +33,7 @@ AUTO_AUGMENT_POLICIES = ("randaug", "autoaug", "3a", "trivialaugwide", "augmix")
 # 1000 ImageNet-1k classes keyed by WordNet ID, in sorted-wnid (= class index) order. WNIDs from timm's
 # imagenet_synsets.txt, names from torchvision's _IMAGENET_CATEGORIES (Keras' imagenet_class_index.json names with
 # spaces, the two duplicates made unique: 134 "crane bird" / 517 "crane", 638 "maillot" / 639 "maillot tank suit").
-CLASS_NAMES_FILE = Path(__file__).resolve().parents[1] / "data" / "imagenet_class_names.json"
+CLASS_NAMES_FILE = Path(__file__).resolve().with_name("imagenet_class_names.json")  # package data
 _WNID = re.compile(r"n\d{8}")
 
 
@@ -45,8 +45,8 @@ def _layout(root):
 @lru_cache(maxsize=1)
 def _class_names_table():
     if not CLASS_NAMES_FILE.is_file():
-        raise FileNotFoundError(f"ImageNet class names not found at {CLASS_NAMES_FILE}; it ships in the repository's "
-                                f"data/ folder: install vit_ms from a checkout (pip install -e .)")
+        raise FileNotFoundError(f"ImageNet class names not found at {CLASS_NAMES_FILE}; the file ships inside the "
+                                f"vit_ms package: reinstall it (pip install -e . in a checkout)")
     return json.loads(CLASS_NAMES_FILE.read_text(encoding="utf-8"))
 
 

@@ -2,6 +2,7 @@
 import os
 import platform
 import sys
+from pathlib import Path
 
 
 def quiet_exit_noise(unraisable):
@@ -16,6 +17,11 @@ def quiet_mindspore():
     """Silence MindSpore's C++ [WARNING] lines (GLOG_v=3, unless set) and its exit-time noise."""
     os.environ.setdefault("GLOG_v", "3")
     sys.unraisablehook = quiet_exit_noise
+
+
+def cache_dir():
+    """vit_ms's cache folder: ``$VIT_MS_CACHE``, default ``~/.cache/vit_ms`` (built kernels, downloaded weights)."""
+    return Path(os.environ.get("VIT_MS_CACHE") or Path.home() / ".cache" / "vit_ms")
 
 
 def cpu_name():

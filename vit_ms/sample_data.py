@@ -16,6 +16,7 @@ on the order images are made in; the per-pixel arithmetic is IEEE-exact (+, *, s
 fixed, so the same numpy and Pillow give the same bytes. Shapes stay in the middle of the image and are large, so
 the label survives a horizontal flip, a random-resized crop with scale >= 0.35 and evaluation's resize + centre crop.
 """
+import io
 import math
 import shutil
 import time
@@ -159,10 +160,10 @@ def move_splits_into_place(scratch, root):
 def make_sample_data(root, image_size=64, train_per_class=200, val_per_class=50, seed=0, overwrite=False):
     """Write the sample dataset under ``root`` and return a summary dict (counts, classes, size on disk).
 
-    The same arguments give byte-identical files. An existing ROOT/train or ROOT/val is an error unless
-    ``overwrite``; the new splits are built in a scratch folder and moved into place only when complete.
+    The same arguments give byte-identical files, so a dataset already made with the same arguments is kept as it is
+    (``summary["existing"]`` is True). Any other existing ROOT/train or ROOT/val is an error unless ``overwrite``;
+    the new splits are built in a scratch folder and moved into place only when complete.
     """
-    from PIL import Image
     from tqdm.auto import tqdm
 
     check_int(image_size, "image_size", 32)
@@ -170,6 +171,10 @@ def make_sample_data(root, image_size=64, train_per_class=200, val_per_class=50,
     check_int(val_per_class, "val_per_class", 1)
     check_int(seed, "seed", 0)
     root = Path(root)
+    made_with = dict(image_size=image_size, train_per_class=train_per_class, val_per_class=val_per_class, seed=seed,
+                     classes=list(CLASSES))
+    if not overwrite and _already_made(root, made_with):
+        return _summary(root, made_with, seconds=0.0, existing=True)
     scratch = check_splits_absent(root, overwrite)
     started = time.time()
     counts = {"train": train_per_class, "val": val_per_class}
@@ -180,15 +185,47 @@ def make_sample_data(root, image_size=64, train_per_class=200, val_per_class=50,
                 folder = scratch / split / name
                 folder.mkdir(parents=True)
                 for i in range(counts[split]):
-                    pixels = render_shape(name, image_size, image_rng(seed, split, class_index, i))
-                    # fixed quality and no metadata: the bytes depend on the pixels only
-                    Image.fromarray(pixels).save(folder / f"{name}_{i:05d}.JPEG", format="JPEG",
-                                                 quality=JPEG_QUALITY, optimize=False)
+                    (folder / _file_name(name, i)).write_bytes(_jpeg(name, image_size, seed, split, class_index, i))
                     bar.update()
     move_splits_into_place(scratch, root)
+    return _summary(root, made_with, seconds=time.time() - started, existing=False)
 
+
+def _file_name(name, index):
+    return f"{name}_{index:05d}.JPEG"
+
+
+def _jpeg(name, image_size, seed, split, class_index, index):
+    """One image's file bytes: fixed quality and no metadata, so the bytes depend on the pixels only."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(render_shape(name, image_size, image_rng(seed, split, class_index, index))).save(
+        buffer, format="JPEG", quality=JPEG_QUALITY, optimize=False)
+    return buffer.getvalue()
+
+
+def _already_made(root, made_with):
+    """Whether ROOT holds exactly the dataset these arguments make: the same file names in every class folder, and
+    the same bytes in each folder's first and last image (the files are deterministic)."""
+    counts = {"train": made_with["train_per_class"], "val": made_with["val_per_class"]}
+    for split in SPLITS:
+        if not (root / split).is_dir() or sorted(p.name for p in (root / split).iterdir()) != sorted(CLASSES):
+            return False
+        for class_index, name in enumerate(CLASSES):
+            folder = root / split / name
+            if sorted(p.name for p in folder.iterdir()) != [_file_name(name, i) for i in range(counts[split])]:
+                return False
+            for i in {0, counts[split] - 1}:
+                args = (name, made_with["image_size"], made_with["seed"], split, class_index, i)
+                if (folder / _file_name(name, i)).read_bytes() != _jpeg(*args):
+                    return False
+    return True
+
+
+def _summary(root, made_with, seconds, existing):
     num_bytes = sum(f.stat().st_size for split in SPLITS for f in (root / split).rglob("*.JPEG"))
-    return dict(root=str(root), classes=list(CLASSES), image_size=image_size, seed=seed,
-                train=len(CLASSES) * train_per_class, val=len(CLASSES) * val_per_class,
-                train_per_class=train_per_class, val_per_class=val_per_class, bytes=num_bytes,
-                seconds=round(time.time() - started, 2))
+    classes, train, val = made_with["classes"], made_with["train_per_class"], made_with["val_per_class"]
+    return dict(root=str(root), classes=classes, image_size=made_with["image_size"], seed=made_with["seed"],
+                train=len(classes) * train, val=len(classes) * val, train_per_class=train, val_per_class=val,
+                bytes=num_bytes, seconds=round(seconds, 2), existing=existing)

@@ -17,12 +17,10 @@ import sys
 import warnings
 from pathlib import Path
 
+from ..runtime import cache_dir
+
 SOURCES = tuple(sorted((Path(__file__).parent / "csrc").glob("*.cc")))
 FLAGS = ("-std=c++17", "-O3", "-shared", "-fPIC", "-pthread")
-
-
-def cache_dir():
-    return Path(os.environ.get("VIT_MS_CACHE") or Path.home() / ".cache" / "vit_ms")
 
 
 def _compiler():

@@ -1,0 +1,163 @@
+"""``python -m vit_ms doctor``: what a learner or a bug report needs to know about this installation.
+
+Each check gives a status: ``ok``, ``note`` (works, but worth knowing) or ``FAIL`` (something the course needs is
+broken; the command then exits with status 1).
+"""
+import contextlib
+import io
+import os
+import platform
+import sys
+import warnings
+from pathlib import Path
+
+TESTED_MINDSPORE = ((2, 7), (2, 10))   # the oldest and newest MindSpore minor versions CI runs the tests on
+TESTED_PYTHON = ((3, 9), (3, 11))
+
+
+def _version(text):
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(c for c in piece if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def _check(name, status, detail):
+    return dict(check=name, status=status, detail=detail)
+
+
+def _python():
+    found = sys.version_info[:2]
+    status = "ok" if TESTED_PYTHON[0] <= found <= TESTED_PYTHON[1] else "note"
+    return _check("python", status, f"{platform.python_version()} ({platform.machine()}); tested: "
+                                    f"{TESTED_PYTHON[0][0]}.{TESTED_PYTHON[0][1]} to "
+                                    f"{TESTED_PYTHON[1][0]}.{TESTED_PYTHON[1][1]}")
+
+
+def _numpy():
+    try:
+        import numpy
+    except ImportError as err:
+        return _check("numpy", "FAIL", f"not importable ({err}): pip install 'numpy>=1.25,<2'")
+    if _version(numpy.__version__) >= (2, 0):
+        return _check("numpy", "FAIL", f"{numpy.__version__}: numpy 2 breaks MindSpore's extension (\"Numpy init "
+                                       f"failed\"); pip install 'numpy>=1.25,<2'")
+    return _check("numpy", "ok", numpy.__version__)
+
+
+def _mindspore():
+    try:
+        import mindspore
+    except Exception as err:  # ImportError, or the numpy-2 failure inside MindSpore's extension
+        return None, _check("mindspore", "FAIL", f"not importable ({type(err).__name__}: {err}); install the "
+                                                 f"MindSpore build for your device from mindspore.cn, or "
+                                                 f"pip install 'mindspore>=2.7,<2.11' for CPU")
+    found = _version(mindspore.__version__)
+    low, high = TESTED_MINDSPORE
+    tested = f"tested: {low[0]}.{low[1]} to {high[0]}.{high[1]}"
+    if found < low:
+        return mindspore, _check("mindspore", "FAIL", f"{mindspore.__version__} is older than vit_ms was tested with "
+                                                      f"({tested}); upgrade to a 2.7+ build matching your CANN/CUDA "
+                                                      f"(see the README's cloud-notebook section)")
+    status = "ok" if found <= high else "note"
+    extra = "" if status == "ok" else " (newer than tested: it will probably work; report problems)"
+    return mindspore, _check("mindspore", status, f"{mindspore.__version__}, {tested}{extra}")
+
+
+def _devices(mindspore):
+    from .config import BACKENDS
+    from .device import set_device
+
+    visible = []
+    for target in BACKENDS:
+        try:
+            available = target == "CPU" or bool(mindspore.hal.is_available(target))
+            count = mindspore.hal.device_count(target) if available and target != "CPU" else None
+        except Exception:
+            available, count = False, None
+        if available:
+            visible.append(target if count is None else f"{target} x{count}")
+    used = set_device("auto", verbose=False)
+    output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            mindspore.run_check()
+        result = output.getvalue().strip().splitlines()
+        passed = any("successfully" in line for line in result)
+        detail = result[-1] if result else "no output"
+    except Exception as err:
+        passed, detail = False, f"{type(err).__name__}: {err}"
+    return [_check("devices", "ok", f"backend in use: {used}; MindSpore sees: {', '.join(visible)}"),
+            _check("mindspore.run_check()", "ok" if passed else "FAIL", detail)]
+
+
+def _kernels():
+    from .device import current_device
+    from .kernels import native, use_cpu_kernels
+
+    if current_device() != "CPU":
+        return _check("CPU kernels", "ok", f"not used on {current_device()} (MindSpore's own kernels)")
+    if os.environ.get("VIT_MS_NATIVE", "1") == "0":
+        return _check("CPU kernels", "note", "switched off by VIT_MS_NATIVE=0 (same results, slower training)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        native.library.cache_clear()
+        library = native.library()
+    if library is None:
+        reason = str(caught[-1].message) if caught else "unknown reason"
+        return _check("CPU kernels", "note", f"C++ kernels not built: {reason}")
+    return _check("CPU kernels", "ok", f"C++ kernels built ({library}); models use vit_ms.kernels: "
+                                       f"{use_cpu_kernels()}")
+
+
+def _course_files(root):
+    from .download import COURSE_CHECKPOINT_URL, COURSE_DATASET_URL
+    from .runtime import cache_dir
+
+    root = Path(root)
+    dataset = root / "data" / "dataset"
+    checks = []
+    if (dataset / "train").is_dir() and (dataset / "val").is_dir():
+        checks.append(_check("course dataset", "ok", f"{dataset}"))
+    else:
+        checks.append(_check("course dataset", "note", f"not at {dataset} (notebook 04 then trains on the offline "
+                                                       f"sample data); get it with: python -m vit_ms download "
+                                                       f"dataset ({COURSE_DATASET_URL}, ~490 MB)"))
+    places = [root / "checkpoints" / "vit_b_16_224.ckpt", root / "data" / "vit_b_16_224.ckpt",
+              cache_dir() / "checkpoints" / "vit_b_16_224.ckpt"]
+    found = [p for p in places if p.is_file()]
+    if found:
+        checks.append(_check("course checkpoint", "ok", f"{found[0]}"))
+    else:
+        checks.append(_check("course checkpoint", "note", f"not at {', '.join(map(str, places))}; get it with: "
+                                                          f"python -m vit_ms download checkpoint "
+                                                          f"({COURSE_CHECKPOINT_URL}, ~330 MB)"))
+    return checks
+
+
+def _threads(mindspore):
+    threads = os.environ.get("OMP_NUM_THREADS", "not set")
+    try:
+        runtime = mindspore.get_context("runtime_num_threads")
+    except Exception:
+        runtime = "unknown"
+    return _check("threads", "ok", f"{os.cpu_count()} CPU cores; MindSpore runtime_num_threads {runtime}; "
+                                   f"OMP_NUM_THREADS {threads}")
+
+
+def diagnose(root="."):
+    """The checks, as a list of {check, status, detail}; ``root``: where the notebooks look for the course files."""
+    checks = [_python(), _numpy()]
+    mindspore, check = _mindspore()
+    checks.append(check)
+    if mindspore is not None:
+        checks += _devices(mindspore)
+        checks += [_kernels(), _threads(mindspore)]
+    checks += _course_files(root)
+    return checks
+
+
+def format_report(checks):
+    width = max(len(c["check"]) for c in checks)
+    return "\n".join(f"{c['status']:>4}  {c['check']:<{width}}  {c['detail']}" for c in checks)
