@@ -94,6 +94,7 @@ def _course_checkpoint(tmp_path):
 def scaled(command, server):
     """The command with flags that scale it down (or with the local server's URL); None if no rule covers it."""
     rules = [
+        ("python -m vit_ms --help", ""),
         ("python -m vit_ms demo", "--epochs 1 --num-workers 1"),
         ("python -m vit_ms make-sample-data", ""),
         ("python -m vit_ms train", SMALL_TRAIN),
@@ -140,7 +141,7 @@ def test_every_documented_command_has_a_rule():
         def url(self, path):
             return path
 
-    missing = [command for kind, command in documented_commands() if kind == "bash"
+    missing = [command for kind, command in documented_commands() if kind == "bash" and command not in RUN_BY_CI
                and not all(part in RUN_BY_CI or scaled(part, NoServer()) for part in command.split(" && "))]
     assert not missing, f"commands in README.md / notebooks with no test: {missing}"
 
@@ -158,6 +159,8 @@ def test_every_documented_command_runs(sandbox):
         if kind == "python":
             argv, shown = [sys.executable, "-c", command], "python block:\n" + command
         else:
+            if command in RUN_BY_CI:
+                continue
             parts = [p for p in command.split(" && ") if p not in RUN_BY_CI]  # the pip/pytest part runs in CI
             if not parts:
                 continue

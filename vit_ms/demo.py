@@ -32,8 +32,8 @@ def run_demo(output="runs/demo", data="data/sample", epochs=None, device="auto",
         _logger.warning("no dataset at %s: generating the offline sample data there", data)
         make_sample_data(data)
     config = dict(DEMO_CONFIG, data=str(data), output=str(output), device=device, num_workers=num_workers)
-    if epochs is not None:
-        config["epochs"] = epochs
+    if epochs is not None:  # a shorter run keeps at least one epoch after the warm-up
+        config.update(epochs=epochs, warmup_epochs=min(config["warmup_epochs"], max(epochs - 1, 0)))
     metrics = train(TrainConfig(**config))
 
     files = [output / "metrics.json", output / "model.ckpt", output / "last.ckpt"]
