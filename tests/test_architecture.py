@@ -208,3 +208,31 @@ def test_the_package_runs_on_python_3_9_as_pyproject_declares():
 def test_the_python_3_9_check_can_fail(tmp_path):
     (tmp_path / "new.py").write_text("def f(x):\n    match x:\n        case 1:\n            return 'one'\n")
     assert _vermin(tmp_path / "new.py").returncode != 0
+
+
+def test_the_installed_console_script_runs_the_cli():
+    script = Path(sys.executable).with_name("vit-ms")      # installed by `pip install -e .` (requirements.txt)
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "doctor" in done.stdout and "train" in done.stdout
+
+
+def test_a_wheel_carries_the_class_names_and_the_kernel_sources(tmp_path):
+    """Not only an editable checkout works: the built package holds its data files."""
+    import zipfile
+
+    import shutil
+
+    source = tmp_path / "source"     # a copy: building in the checkout would leave build/ there
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "runs", "data", "notebooks",
+                                                                "__pycache__", "*.egg-info"))
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = tmp_path.glob("vit_ms-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"vit_ms/imagenet_class_names.json", "vit_ms/kernels/csrc/gelu.cc",
+            "vit_ms/kernels/csrc/layer_norm_grad.cc", "vit_ms/weights/load.py"} <= names
+    metadata = next(n for n in names if n.endswith("METADATA"))
+    text = zipfile.ZipFile(wheel).read(metadata).decode()
+    assert "Requires-Dist: mindspore<2.11,>=2.7" in text and "Requires-Dist: numpy<2,>=1.25" in text
+    assert "Requires-Python: <3.12,>=3.9" in text
