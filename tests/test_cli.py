@@ -72,6 +72,11 @@ def test_demo_short(tmp_path):
                  "attention.png", "confusion_matrix.png", "eval.json"):
         assert (tmp_path / "demo" / name).is_file(), name
         assert str(tmp_path / "demo" / name) in done.stdout
+    structure = json.loads((tmp_path / "demo" / "metrics.json").read_text())["position_structure"]
+    assert set(structure) == {"random init", "2-D sin-cos", "trained (demo)"}
+    assert structure["2-D sin-cos"]["distance_correlation"] == pytest.approx(-0.90, abs=0.01)   # 8x8 grid
+    for name, numbers in structure.items():
+        assert f"{numbers['distance_correlation']:.3f}" in done.stdout, name
 
 
 def test_predict_with_published_layout_checkpoint(tmp_path):

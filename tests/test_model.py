@@ -401,3 +401,19 @@ def test_gradients_keep_the_parameter_dtype_under_o2_mixed_precision():
 
     _, grads = ms.jit(ms.value_and_grad(loss_fn, None, params))(images(2, 32))
     assert {p.name: g.dtype for p, g in zip(params, grads)} == {p.name: p.dtype for p in params}
+
+
+def test_summary_walks_vit_b16_stage_by_stage():
+    import vit_ms
+
+    model = create_model("vit_b_16")
+    result = vit_ms.summary(model, (2, 3, 224, 224))
+    shapes = {name: shape for name, shape, _ in result.rows}
+    assert shapes["input image"] == (2, 3, 224, 224) and shapes["patch embedding"] == (2, 196, 768)
+    assert shapes["+ class token"] == shapes["+ position embedding"] == shapes["encoder block 11"] == (2, 197, 768)
+    assert shapes["class token"] == (2, 768) and shapes["classification head"] == (2, 1000)
+    assert [name for name, _, _ in result.rows].count("encoder block 0") == 1 and len(result.rows) == 19
+    assert result.total_params == 86_567_656 == sum(params for _, _, params in result.rows)
+    assert "86,567,656" in str(result) and "encoder block 11" in str(result)
+    with pytest.raises(ValueError, match=r"input_size must be \[B, 3, 224, 224\] for this model, got \[1, 3, 32, 32\]"):
+        vit_ms.summary(model, (1, 3, 32, 32))

@@ -1,9 +1,10 @@
 """Position-embedding tools: similarity maps on hand-built embeddings, bicubic resampling, 2-D sin-cos."""
+import mindspore as ms
 import numpy as np
 import pytest
 
 from vit_ms.model import VisionTransformer
-from vit_ms.pos_embed import pos_embed_similarity, resample_pos_embed, sincos_2d_pos_embed
+from vit_ms.pos_embed import pos_embed_similarity, position_structure, resample_pos_embed, sincos_2d_pos_embed
 
 
 def orthonormal_rows(n, dim, seed=0):
@@ -148,3 +149,40 @@ def test_sincos_similarity_depends_only_on_displacement_and_falls_with_distance(
 def test_sincos_rejects_dims_not_divisible_by_4():
     with pytest.raises(ValueError, match="dim must be divisible by 4 for a 2-D sin-cos embedding, got 30"):
         sincos_2d_pos_embed(30, 14)
+
+
+# ---- position_structure: Figure 7 as numbers ----
+
+def _grid(g):
+    return np.divmod(np.arange(g * g), g)
+
+
+@pytest.mark.parametrize("grid, correlation", [(8, -0.90), (14, -0.84)])
+def test_sincos_embeddings_have_strong_2d_structure(grid, correlation):
+    numbers = position_structure(sincos_2d_pos_embed(192, grid))
+    assert numbers["distance_correlation"] == pytest.approx(correlation, abs=0.01)
+    assert numbers["row_column_advantage"] > 0.02          # sin-cos is built from a row half and a column half
+
+
+def test_random_embeddings_have_none():
+    numbers = position_structure(np.random.default_rng(0).standard_normal((1, 1 + 14 * 14, 192)))
+    assert abs(numbers["distance_correlation"]) < 0.03 and abs(numbers["row_column_advantage"]) < 0.01
+
+
+def test_row_column_advantage_tells_rows_and_columns_from_plain_nearness():
+    g = 8
+    rows, cols = _grid(g)
+    separable = np.concatenate([np.eye(g)[rows], np.eye(g)[cols]], axis=1)     # only "same row" / "same column"
+    assert position_structure(separable)["row_column_advantage"] == pytest.approx(0.5)
+    centres = np.random.default_rng(1).uniform(0, g - 1, (256, 2))            # nearness in every direction alike
+    isotropic = np.exp(-((rows[:, None] - centres[:, 0]) ** 2 + (cols[:, None] - centres[:, 1]) ** 2) / 8.0)
+    numbers = position_structure(isotropic)
+    assert numbers["distance_correlation"] < -0.9 and abs(numbers["row_column_advantage"]) < 0.01
+
+
+def test_position_structure_of_a_model_uses_its_grid():
+    model = VisionTransformer(image_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=2)
+    model.pos_embed.set_data(ms.Tensor(sincos_2d_pos_embed(16, 4)))
+    assert position_structure(model) == position_structure(sincos_2d_pos_embed(16, 4))
+    with pytest.raises(ValueError, match="too few kinds of patch pairs"):
+        position_structure(np.ones((1, 2, 8)))       # a 1x1 grid: no pairs

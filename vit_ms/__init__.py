@@ -14,7 +14,9 @@ _PUBLIC = {
     **dict.fromkeys(("Attention", "Block", "DropPath", "Mlp", "PatchEmbed", "VisionTransformer", "count_params"),
                     "model"),
     **dict.fromkeys(("LAYOUTS", "convert", "load_pretrained", "set_numerics"), "weights"),
-    **dict.fromkeys(("pos_embed_similarity", "resample_pos_embed", "sincos_2d_pos_embed"), "pos_embed"),
+    **dict.fromkeys(("pos_embed_similarity", "position_structure", "resample_pos_embed", "sincos_2d_pos_embed"),
+                    "pos_embed"),
+    "summary": "overview",
 }
 __all__ = sorted(_PUBLIC)
 

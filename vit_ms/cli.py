@@ -47,6 +47,10 @@ def _demo(args):
     summary = result["summary"]
     print(f"\ndemo finished in {summary['wall_seconds']:.0f}s on {summary['device']}: val top-1 "
           f"{summary['val_top1']:.3f}, top-5 {summary['val_top5']:.3f} after {summary['epochs']} epochs")
+    print("position-embedding structure (cosine similarity vs patch-grid distance):")
+    print(f"  {'':<16} {'corr. with distance':>20} {'row/column advantage':>21}")
+    for name, numbers in summary["position_structure"].items():
+        print(f"  {name:<16} {numbers['distance_correlation']:>20.3f} {numbers['row_column_advantage']:>21.3f}")
     print("wrote:")
     for path in result["files"]:
         print(f"  {path}")

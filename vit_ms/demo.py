@@ -22,7 +22,7 @@ def run_demo(output="runs/demo", data="data/sample", epochs=None, device="auto",
     from .data import create_dataset, load_image
     from .evaluate import evaluate, predict
     from .model import VisionTransformer
-    from .pos_embed import pos_embed_similarity, sincos_2d_pos_embed
+    from .pos_embed import pos_embed_similarity, position_structure, sincos_2d_pos_embed
     from .sample_data import make_sample_data
     from .train import train
 
@@ -49,10 +49,14 @@ def run_demo(output="runs/demo", data="data/sample", epochs=None, device="auto",
     model.set_train(False)
     ms.set_seed(0)
     untrained = VisionTransformer(**model.config)
-    sims = {"random init": pos_embed_similarity(untrained),
-            "2-D sin-cos": pos_embed_similarity(sincos_2d_pos_embed(model.embed_dim, model.grid_size)),
-            "trained (demo)": pos_embed_similarity(model)}
+    embeddings = {"random init": untrained, "2-D sin-cos": sincos_2d_pos_embed(model.embed_dim, model.grid_size),
+                  "trained (demo)": model}
+    sims = {name: pos_embed_similarity(source) for name, source in embeddings.items()}
     save(plots.plot_pos_embed_comparison(sims), "pos_embed_similarity.png")
+    # the structure of each as numbers (correlation with grid distance, row/column advantage), kept with the metrics
+    structure = {name: position_structure(source) for name, source in embeddings.items()}
+    metrics["position_structure"] = structure
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     report = evaluate(output / "model.ckpt", data, device=device, num_workers=num_workers, output=output)
     files += [output / "eval.json", output / "confusion_matrix.png"]
@@ -73,7 +77,7 @@ def run_demo(output="runs/demo", data="data/sample", epochs=None, device="auto",
 
     summary = dict(val_top1=metrics["val_top1"], val_top5=metrics["val_top5"], epochs=metrics["epochs"],
                    device=metrics["device"], wall_seconds=round(time.time() - started, 1),
-                   eval_top1=report["top1"])
+                   eval_top1=report["top1"], position_structure=structure)
     (output / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     files.append(output / "demo_summary.json")
     return dict(metrics=metrics, files=[str(f) for f in files], summary=summary)

@@ -1,22 +1,33 @@
 """Pick the MindSpore backend (Ascend, then GPU, then CPU) and read results back from it."""
 import concurrent.futures
+import functools
+import logging
 import os
 import threading
 
 import mindspore as ms
+from mindspore import log as ms_log
 
 from .config import BACKENDS
 
 _chosen = None  # the backend set_device selected in this process
 
 
+@functools.lru_cache(maxsize=None)
 def _available(target):
+    """Whether this MindSpore can use ``target``; asked once per process (models ask before each build), without
+    MindSpore's warning that a plugin is missing: on a CPU machine that is the expected answer, not news."""
     if target == "CPU":
         return True
+    logger = ms_log._get_logger() if hasattr(ms_log, "_get_logger") else logging.getLogger("unused")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
         return bool(ms.hal.is_available(target))
     except Exception:  # older MindSpore or a build without this backend's plugin
         return False
+    finally:
+        logger.setLevel(level)
 
 
 def set_device(device="auto", verbose=True):

@@ -76,3 +76,35 @@ def sincos_2d_pos_embed(dim, grid, class_token=True, temperature=10000.0):
     if class_token:
         pe = np.concatenate([np.zeros((1, dim)), pe], axis=0)
     return pe[None].astype(np.float32)
+
+
+def position_structure(model_or_array):
+    """How much 2-D grid structure the patch position embeddings have (the paper's Figure 7, as numbers).
+
+    Over all pairs of distinct patches, with cosine similarity s and Euclidean grid distance d:
+    - ``distance_correlation``: Pearson correlation of s with d. Negative: nearby patches have similar embeddings
+      (2-D sin-cos: about -0.9); about 0 for random embeddings.
+    - ``row_column_advantage``: mean, over pairs in the same row or column at distance >= 2, of s minus the
+      similarity that off-axis pairs have at that distance (their mean similarity per distance, interpolated).
+      Positive: rows and columns stand out, the bright "cross" of Figure 7.
+    - ``same_row_or_column``, ``off_axis``: the mean similarity of the two kinds of pairs.
+    Accepts what ``pos_embed_similarity`` accepts; returns a dict of floats.
+    """
+    sim = pos_embed_similarity(model_or_array)
+    gh, gw = sim.shape[:2]
+    rows, cols = np.divmod(np.arange(gh * gw), gw)
+    first, second = np.triu_indices(gh * gw, k=1)                       # every pair of distinct patches once
+    s = sim.reshape(gh * gw, gh * gw)[first, second]
+    dr, dc = np.abs(rows[first] - rows[second]), np.abs(cols[first] - cols[second])
+    distance = np.hypot(dr, dc)
+    aligned = (dr == 0) | (dc == 0)
+    if aligned.all() or not aligned.any() or np.std(s) == 0:
+        raise ValueError(f"a {gh}x{gw} patch grid has too few kinds of patch pairs to measure 2-D structure")
+    off_distances, inverse = np.unique(distance[~aligned], return_inverse=True)
+    off_mean = np.bincount(inverse, weights=s[~aligned]) / np.bincount(inverse)
+    compared = aligned & (distance >= max(2.0, off_distances[0]))       # inside the off-axis distance range
+    compared &= distance <= off_distances[-1]
+    expected = np.interp(distance[compared], off_distances, off_mean)
+    return dict(distance_correlation=float(np.corrcoef(s, distance)[0, 1]),
+                row_column_advantage=float(np.mean(s[compared] - expected)) if compared.any() else float("nan"),
+                same_row_or_column=float(s[aligned].mean()), off_axis=float(s[~aligned].mean()))
