@@ -92,3 +92,18 @@ def test_to_numpy_waits_on_a_lowest_priority_thread():
 def test_to_numpy_refuses_what_is_not_a_tensor():
     with pytest.raises(TypeError, match="expected a MindSpore Tensor, got list"):
         to_numpy([1.0, 2.0])
+
+
+def test_building_models_does_not_repeat_mindspore_backend_warnings():
+    """Each model build asks which backend it will run on; the answer is looked up once per process and MindSpore's
+    "Backend GPU is not available" warnings (one pair per question) stay out of a learner's notebook."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import vit_ms\nfor _ in range(3):\n    vit_ms.create_model('vit_ti_16', depth=2, image_size=32)\n"
+              "print('built')")
+    env = {k: v for k, v in os.environ.items() if k != "GLOG_v"}        # a plain notebook: no GLOG_v set
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == "built", done.stderr[-2000:]
+    assert "is not available" not in done.stderr
