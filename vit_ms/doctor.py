@@ -136,14 +136,28 @@ def _course_files(root):
     return checks
 
 
+def _process_env(name):
+    """``name`` in the process's C-level environment: MindSpore's runtime sets OMP_NUM_THREADS there, where
+    os.environ does not see it, and child processes (another framework in a benchmark) inherit it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.getenv.restype = ctypes.c_char_p
+        value = libc.getenv(name.encode())
+        return None if value is None else value.decode()
+    except (OSError, AttributeError):
+        return os.environ.get(name)
+
+
 def _threads(mindspore):
-    threads = os.environ.get("OMP_NUM_THREADS", "not set")
+    threads = _process_env("OMP_NUM_THREADS") or "not set"
     try:
         runtime = mindspore.get_context("runtime_num_threads")
     except Exception:
         runtime = "unknown"
     return _check("threads", "ok", f"{os.cpu_count()} CPU cores; MindSpore runtime_num_threads {runtime}; "
-                                   f"OMP_NUM_THREADS {threads}")
+                                   f"OMP_NUM_THREADS {threads} (as child processes inherit it)")
 
 
 def diagnose(root="."):
