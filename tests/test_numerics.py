@@ -20,13 +20,14 @@ SCRIPT = """
 import hashlib, sys
 import mindspore as ms
 import numpy as np
-from vit_ms.config import DEMO_CONFIG, TrainConfig
+from vit_ms.config import TrainConfig
+from vit_ms.recipes import load_recipe
 from vit_ms.sample_data import make_sample_data
 from vit_ms.train import train
 
 data, out = sys.argv[1], sys.argv[2]
 make_sample_data(data, train_per_class=50, val_per_class=5, seed=0)
-cfg = dict(DEMO_CONFIG, epochs=1, warmup_epochs=0, data=data, output=out, device="CPU", num_workers=2, seed=0)
+cfg = dict(load_recipe("demo"), epochs=1, warmup_epochs=0, data=data, output=out, device="CPU", num_workers=2, seed=0)
 seen = {}
 train(TrainConfig(**cfg), on_epoch_end=lambda epoch, record, model: seen.update(cpu_kernels=model.cpu_kernels))
 assert seen["cpu_kernels"], "the model did not take the CPU kernels"

@@ -10,7 +10,8 @@ import json
 import os
 import sys
 
-from .config import AMP_LEVELS, DEMO_CONFIG, LAYOUTS, SUBSET_MODES, TrainConfig
+from .config import AMP_LEVELS, LAYOUTS, SUBSET_MODES, TrainConfig
+from .recipes import load_recipe, recipe_names
 from .runtime import quiet_mindspore
 
 USAGE_ERRORS = (ValueError, TypeError, OSError)  # bad input, missing files, no network: an error line, no traceback
@@ -60,7 +61,8 @@ def _add_demo(subparsers):
     p = _command(subparsers, "demo", _demo, "sample data -> train a small ViT -> evaluate -> plots (the main job)")
     p.add_argument("--output", default="runs/demo", help="folder for the checkpoint, metrics and figures")
     p.add_argument("--data", default="data/sample", help="dataset root; the sample data is generated there if missing")
-    p.add_argument("--epochs", type=int, default=DEMO_CONFIG["epochs"], help="training epochs")
+    p.add_argument("--epochs", type=int, default=load_recipe("demo")["epochs"],
+                   help="training epochs (default: the demo recipe's, vit_ms/recipes/demo.yaml)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--num-workers", type=int, default=2, help="data-pipeline workers")
 
@@ -136,6 +138,9 @@ def _train(args):
 def _add_train(subparsers):
     p = _command(subparsers, "train", _train, "train a ViT on an image-folder dataset",
                  "Train a ViT. Under msrun (msrun ... vit_ms/train.py FLAGS) the same flags train data-parallel.")
+    p.add_argument("--config", default=None, metavar="RECIPE",
+                   help=f"a recipe: a shipped one ({', '.join(recipe_names())}) or a YAML file of the settings below "
+                        f"(names with underscores); flags given as well override its values")
     add_train_arguments(p)
 
 
@@ -351,18 +356,36 @@ COMMANDS = (_add_demo, _add_train, _add_eval, _add_predict, _add_make_sample_dat
             _add_convert, _add_bench, _add_doctor)
 
 
-def build_parser():
+def build_parser(train_recipe=None):
+    """The parser of every command; ``train_recipe`` (a dict of settings) replaces the train command's defaults."""
     parser = argparse.ArgumentParser(prog="python -m vit_ms", description="Vision Transformer (ViT) in MindSpore")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMANDS:
         add(subparsers)
+    if train_recipe:
+        subparsers.choices["train"].set_defaults(**train_recipe)
     return parser
+
+
+def _train_recipe(argv):
+    """The recipe named by ``train --config RECIPE``, or None. Its values become the defaults, so flags override."""
+    if not argv or argv[0] != "train":
+        return None
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv[1:])
+    return load_recipe(known.config) if known.config else None
 
 
 def main(argv=None):
     """Run one command; returns the exit status (0, 1 for a failed benchmark row, 2 for a usage error)."""
     quiet_mindspore()
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser(_train_recipe(argv))
+    except USAGE_ERRORS as err:  # a recipe that is missing or invalid
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -57,8 +57,3 @@ class TrainConfig:
     log_interval: int = 10                  # steps between loss read-backs (each one is a host sync)
     strict_data: bool = False
 
-
-# The demo: a ViT small enough for a 2-core CPU (64x64 images in 8x8 patches, ViT-Ti width, 4 blocks, batch 32).
-# Why these values, with the measurements: docs/performance.md. The same configuration runs on Ascend/GPU.
-DEMO_CONFIG = dict(model="vit_ti_16", image_size=64, patch_size=8, depth=4, epochs=9, batch_size=32, lr=1e-3,
-                   warmup_epochs=1, weight_decay=0.05, drop_path=0.0, label_smoothing=0.1, crop_scale=(0.5, 1.0))

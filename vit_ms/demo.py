@@ -4,7 +4,8 @@ import logging
 import time
 from pathlib import Path
 
-from .config import DEMO_CONFIG, TrainConfig
+from .config import TrainConfig
+from .recipes import load_recipe
 
 _logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def run_demo(output="runs/demo", data="data/sample", epochs=None, device="auto",
     if not (data / "train").is_dir():
         _logger.warning("no dataset at %s: generating the offline sample data there", data)
         make_sample_data(data)
-    config = dict(DEMO_CONFIG, data=str(data), output=str(output), device=device, num_workers=num_workers)
+    config = dict(load_recipe("demo"), data=str(data), output=str(output), device=device, num_workers=num_workers)
     if epochs is not None:  # a shorter run keeps at least one epoch after the warm-up
         config.update(epochs=epochs, warmup_epochs=min(config["warmup_epochs"], max(epochs - 1, 0)))
     metrics = train(TrainConfig(**config))
