@@ -229,6 +229,18 @@ def test_training_curves():
         plot_training_curves([dict(epoch=1, val_top1=0.5)])
 
 
+def test_training_curves_step_schedule():
+    """The schedule train() records (warm-up, then cosine) drawn step by step, on the epoch axis."""
+    history = [dict(epoch=e, train_loss=1.0 / e) for e in (1, 2, 3)]
+    schedule = [1e-3 * (k + 1) / 4 for k in range(4)] + [1e-3] * 8
+    lr = plot_training_curves(history, schedule, steps_per_epoch=4).axes[-1]
+    np.testing.assert_allclose(lr.lines[0].get_xdata(), (np.arange(12) + 1) / 4)
+    np.testing.assert_allclose(lr.lines[0].get_ydata(), schedule)
+    assert "every step" in lr.get_title()
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        plot_training_curves(history, schedule)
+
+
 def test_confusion_matrix_figure():
     cm = np.array([[2, 0, 0], [1, 3, 0], [0, 0, 0]])
     fig = plot_confusion_matrix(cm, ["cat", "dog", "fox"])

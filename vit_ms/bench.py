@@ -5,7 +5,11 @@
 
 Each framework is measured in its own fresh process (so compile caches, thread pools and the peak-memory high-water
 mark belong to that framework alone): one untimed first call (its time is reported as the compile time), further
-warm-up calls, then the median over the timed steps. All three get the same configuration, input batch size, loss
+warm-up calls, then the median over the timed steps. Every process starts with the thread settings the user started
+the command with (MindSpore sets OMP_NUM_THREADS=1 in its own process's C-level environment, which a child would
+inherit) and reports the threads it used. ``rounds`` repeats the frameworks in turn (vit_ms, mindcv, timm, vit_ms,
+...): on a shared machine only the ratio within a round is meaningful, so the table gives the median of the
+per-round ratios. All three get the same configuration, input batch size, loss
 (cross-entropy with label smoothing 0.1), global-norm gradient clipping at 1.0 and AdamW; the two MindSpore models run
 vit_ms's own compiled train step (vit_ms.train.make_train_step with vit_ms.optim.make_optimizer). PyTorch and timm are
 optional: when they are not importable their row says so.
@@ -19,10 +23,27 @@ import statistics
 import sys
 
 from .checks import check_int
-from .runtime import cpu_name
+from .runtime import cpu_name, process_env
 
 FRAMEWORKS = ("vit_ms", "mindcv", "timm")
 MODES = ("eval", "train")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _user_environment():
+    """The thread variables as the command was started with them. os.environ is Python's copy, taken at start-up:
+    it does not see the OMP_NUM_THREADS=1 that MindSpore's runtime writes into the C-level environment."""
+    return {name: os.environ.get(name) for name in THREAD_VARIABLES}
+
+
+def _restore_environment(env):
+    """In a fresh worker, before any framework starts: the user's thread variables, not the ones inherited."""
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+            os.unsetenv(name)
+        else:
+            os.environ[name] = value
 
 
 def _time_steps(step, sync, warmup, steps, batch_size):
@@ -66,6 +87,7 @@ def _mindspore_worker(framework, config):
     from .train import make_train_step, mixed_precision
 
     target = set_device(config["device"], verbose=False)
+    threads = dict(runtime_num_threads=ms.get_context("runtime_num_threads"))
     ms.set_seed(0)
     np.random.seed(0)
     arch = config["arch"]
@@ -101,6 +123,7 @@ def _mindspore_worker(framework, config):
         result["train"]["peak_rss_mb"] = _peak_rss_mb()
     if target != "CPU":
         result["device_peak_mb"] = ms.runtime.max_memory_allocated() / (1 << 20)
+    result["threads"] = dict(threads, OMP_NUM_THREADS=process_env("OMP_NUM_THREADS"))
     return result
 
 
@@ -120,7 +143,10 @@ def _timm_worker(config):
     images = torch.randn(batch, 3, size, size)
     labels = torch.randint(0, config["num_classes"], (batch,))
     result = dict(framework="timm", device="CPU", amp_level="fp32",
-                  params=sum(p.numel() for p in model.parameters()))
+                  params=sum(p.numel() for p in model.parameters()),
+                  threads=dict(torch_threads=torch.get_num_threads(),
+                               torch_interop_threads=torch.get_num_interop_threads(),
+                               OMP_NUM_THREADS=process_env("OMP_NUM_THREADS")))
     if "eval" in config["modes"]:
         model.eval()
 
@@ -155,6 +181,8 @@ def _timm_worker(config):
 def _worker(framework, config, queue):
     from .runtime import quiet_mindspore
 
+    _restore_environment(config["env"])
+    started_with = {name: process_env(name) for name in THREAD_VARIABLES}
     quiet_mindspore()
     load = _load_average()
     try:
@@ -162,6 +190,7 @@ def _worker(framework, config, queue):
     except Exception as err:  # reported in the table; the other frameworks still run
         result = dict(framework=framework, error=f"{type(err).__name__}: {str(err).strip().splitlines()[0]}")
     result["load_average"] = load  # 1-minute load when this framework's measurement started
+    result["started_with"] = started_with  # the thread variables before the framework was imported
     queue.put(result)
 
 
@@ -206,10 +235,11 @@ def _timm_available():
 
 
 def run_benchmark(model="vit_b_16", batch_size=8, image_size=224, mode="both", steps=5, warmup=2,
-                  compare=("mindcv", "timm"), device="auto", num_classes=1000, amp_level=None, **overrides):
-    """Measure vit_ms (and the frameworks in ``compare``) and return the report dict that ``format_table`` prints
-    and ``--json`` writes. ``overrides``: architecture changes of the named model (patch_size, embed_dim, depth,
-    num_heads)."""
+                  compare=("mindcv", "timm"), device="auto", num_classes=1000, amp_level=None, rounds=3, **overrides):
+    """Measure vit_ms (and the frameworks in ``compare``) ``rounds`` times in turn and return the report dict that
+    ``format_table`` prints and ``--json`` writes: every round's results, and per framework the medians with the
+    median of the per-round ratios. ``overrides``: architecture changes of the named model (patch_size, embed_dim,
+    depth, num_heads)."""
     from .factory import MODEL_CONFIGS
 
     if model not in MODEL_CONFIGS:
@@ -217,7 +247,7 @@ def run_benchmark(model="vit_b_16", batch_size=8, image_size=224, mode="both", s
     if mode not in ("both",) + MODES:
         raise ValueError(f"mode must be 'both', 'eval' or 'train', got {mode!r}")
     for name, value, least in (("batch_size", batch_size, 1), ("image_size", image_size, 1), ("steps", steps, 1),
-                               ("warmup", warmup, 0), ("num_classes", num_classes, 1)):
+                               ("warmup", warmup, 0), ("num_classes", num_classes, 1), ("rounds", rounds, 1)):
         check_int(value, name, least)
     unknown = set(compare) - set(FRAMEWORKS[1:])
     if unknown:
@@ -232,26 +262,53 @@ def run_benchmark(model="vit_b_16", batch_size=8, image_size=224, mode="both", s
         raise ValueError(f"image_size {image_size} is not divisible by the patch size {arch['patch_size']}")
     config = dict(model=model, arch=arch, overrides=overrides, batch_size=batch_size, image_size=image_size,
                   modes=MODES if mode == "both" else (mode,), steps=steps, warmup=warmup, device=device,
-                  num_classes=num_classes, amp_level=amp_level)
+                  num_classes=num_classes, amp_level=amp_level, rounds=rounds, env=_user_environment())
 
-    results = []
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter per framework
-    for framework in ("vit_ms",) + tuple(f for f in FRAMEWORKS[1:] if f in compare):
-        if framework == "timm" and not _timm_available():
-            results.append(dict(framework="timm", skipped="PyTorch + timm are not importable (optional: "
-                                                           "pip install torch timm to compare)"))
-            continue
-        print(f"bench: measuring {framework} ...", file=sys.stderr, flush=True)
-        results.append(_run_worker(context, framework, config))
-
-    ours = results[0]
-    for result in results[1:]:
-        for m in config["modes"]:
-            if m in result and m in ours:  # > 1: vit_ms is faster
-                result[m]["vit_ms_speedup"] = ours[m]["img_per_s"] / result[m]["img_per_s"]
+    frameworks = ("vit_ms",) + tuple(f for f in FRAMEWORKS[1:] if f in compare)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter per framework and round
+    all_rounds = []
+    for round_index in range(rounds):
+        results = []
+        for framework in frameworks:
+            if framework == "timm" and not _timm_available():
+                results.append(dict(framework="timm", skipped="PyTorch + timm are not importable (optional: "
+                                                               "pip install torch timm to compare)"))
+                continue
+            print(f"bench: round {round_index + 1}/{rounds}, measuring {framework} ...", file=sys.stderr, flush=True)
+            results.append(_run_worker(context, framework, config))
+        all_rounds.append(results)
+    summary = [_summarise([r[k] for r in all_rounds], config["modes"], batch_size, [r[0] for r in all_rounds])
+               for k in range(len(frameworks))]
     return dict(config={k: v for k, v in config.items() if k != "modes"}, modes=list(config["modes"]),
-                device=ours.get("device", device), cpu=cpu_name(), cpu_count=os.cpu_count(),
-                versions=_versions(), results=results)
+                device=summary[0].get("device", device), cpu=cpu_name(), cpu_count=os.cpu_count(),
+                versions=_versions(), results=summary, rounds=all_rounds)
+
+
+def _summarise(results, modes, batch_size, ours):
+    """One framework over the rounds: medians, and for the others vit_ms's speed-up as the median of the per-round
+    ratios (each ratio from the same round, so the machine's load at that time cancels)."""
+    measured = [r for r in results if "skipped" not in r and "error" not in r]
+    if not measured:
+        return results[-1]
+    summary = {k: v for k, v in measured[-1].items() if k not in MODES}
+    loads = [r["load_average"] for r in measured if r.get("load_average") is not None]
+    summary.update(load_average=max(loads) if loads else None, rounds_measured=len(measured),
+                   rounds_failed=[r.get("error") for r in results if "error" in r])
+    for mode in modes:
+        steps = [r[mode]["median_step_s"] for r in measured]
+        median_step = statistics.median(steps)
+        summary[mode] = dict(img_per_s=batch_size / median_step, median_step_s=median_step,
+                             img_per_s_rounds=[batch_size / t for t in steps],
+                             min_step_s=min(r[mode]["min_step_s"] for r in measured),
+                             compile_s=statistics.median(r[mode]["compile_s"] for r in measured),
+                             peak_rss_mb=max(r[mode]["peak_rss_mb"] for r in measured),
+                             steps=measured[0][mode]["steps"])
+        if summary["framework"] != "vit_ms":
+            ratios = [o[mode]["img_per_s"] / r[mode]["img_per_s"] for o, r in zip(ours, results)
+                      if mode in o and mode in r]  # > 1: vit_ms is faster
+            if ratios:
+                summary[mode].update(vit_ms_speedup=statistics.median(ratios), vit_ms_speedup_rounds=ratios)
+    return summary
 
 
 def format_table(report):
@@ -260,11 +317,12 @@ def format_table(report):
     arch = cfg["arch"]
     lines = [f"ViT ({cfg['model']}: patch {arch['patch_size']}, dim {arch['embed_dim']}, depth {arch['depth']}, "
              f"heads {arch['num_heads']}) at {cfg['image_size']}x{cfg['image_size']}, batch {cfg['batch_size']}, "
-             f"{cfg['num_classes']} classes; median of {cfg['steps']} steps after {cfg['warmup']} warm-up",
+             f"{cfg['num_classes']} classes; median of {cfg['steps']} steps after {cfg['warmup']} warm-up; "
+             f"{cfg['rounds']} interleaved round(s)",
              f"device: {report['device']} ({report['cpu']}, {report['cpu_count']} cores)",
              "versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
-    header = f"{'framework':<8} {'mode':<6} {'img/s':>8} {'step ms':>9} {'compile s':>10} {'peak RSS MB':>12} " \
-             f"{'vit_ms x':>9} {'load':>5}"
+    header = f"{'framework':<8} {'mode':<6} {'img/s':>8} {'rounds min-max':>15} {'step ms':>9} {'compile s':>10} " \
+             f"{'peak RSS MB':>12} {'vit_ms x':>9} {'load':>5}"
     lines += [header, "-" * len(header)]
     for result in report["results"]:
         name = result["framework"]
@@ -275,10 +333,17 @@ def format_table(report):
             r = result[mode]
             speedup = f"{r['vit_ms_speedup']:.2f}" if "vit_ms_speedup" in r else "-"
             load = "-" if result["load_average"] is None else f"{result['load_average']:.1f}"
-            lines.append(f"{name:<8} {mode:<6} {r['img_per_s']:>8.2f} {r['median_step_s'] * 1e3:>9.0f} "
+            spread = f"{min(r['img_per_s_rounds']):.2f}-{max(r['img_per_s_rounds']):.2f}"
+            lines.append(f"{name:<8} {mode:<6} {r['img_per_s']:>8.2f} {spread:>15} {r['median_step_s'] * 1e3:>9.0f} "
                          f"{r['compile_s']:>10.1f} {r['peak_rss_mb']:>12.0f} {speedup:>9} {load:>5}")
     lines.append("")
-    lines.append("column 'vit_ms x': vit_ms img/s divided by that row's (> 1: vit_ms is faster). Peak RSS is the "
-                 "process's high-water mark (train includes eval). load: the 1-minute load average when that "
-                 "framework started; other work on the machine slows every row.")
+    for result in report["results"]:
+        if "threads" in result:
+            used = ", ".join(f"{k} {'not set' if v is None else v}" for k, v in result["threads"].items())
+            lines.append(f"threads {result['framework']}: {used}")
+    lines.append("")
+    lines.append("img/s: the median over the rounds; column 'vit_ms x': the median over the rounds of vit_ms's img/s "
+                 "divided by that row's in the same round (> 1: vit_ms is faster). Peak RSS is the process's "
+                 "high-water mark (train includes eval). load: the highest 1-minute load average when that framework "
+                 "started a round; other work on the machine slows every row.")
     return "\n".join(lines)

@@ -301,9 +301,10 @@ def _bench(args):
     report = run_benchmark(model=args.model, batch_size=args.batch_size, image_size=args.image_size, mode=args.mode,
                            steps=args.steps, warmup=args.warmup, compare=tuple(args.compare), device=args.device,
                            num_classes=args.num_classes, amp_level=args.amp_level, patch_size=args.patch_size,
-                           embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads)
+                           embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads,
+                           rounds=args.rounds)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
-    return 1 if any("error" in r for r in report["results"]) else 0
+    return 1 if any("error" in r for results in report["rounds"] for r in results) else 0
 
 
 def _add_bench(subparsers):
@@ -323,6 +324,8 @@ def _add_bench(subparsers):
     p.add_argument("--mode", choices=("both",) + MODES, default="both",
                    help="eval (forward), train (step) or both")
     p.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="rounds, each measuring every framework in turn; the ratios are the median of the per-round ones")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after the first call")
     p.add_argument("--compare", nargs="*", default=list(FRAMEWORKS[1:]), choices=FRAMEWORKS[1:],
                    help="frameworks to measure beside vit_ms (none: just vit_ms)")

@@ -44,7 +44,8 @@ def run_demo(output="runs/demo", data="data/sample", epochs=None, device="auto",
         plt.close(fig)
         files.append(output / name)
 
-    save(plots.plot_training_curves(metrics["history"]), "curves.png")
+    save(plots.plot_training_curves(metrics["history"], metrics["lr_schedule"], metrics["steps_per_epoch"]),
+         "curves.png")
 
     model, classes = load_model(output / "model.ckpt")
     model.set_train(False)

@@ -11,6 +11,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from .runtime import process_env
+
 TESTED_MINDSPORE = ((2, 7), (2, 10))   # the oldest and newest MindSpore minor versions CI runs the tests on
 TESTED_PYTHON = ((3, 9), (3, 11))
 
@@ -112,46 +114,29 @@ def _kernels():
 
 
 def _course_files(root):
+    from .course import checkpoint_places, course_checkpoint_path, course_dataset
     from .download import COURSE_CHECKPOINT_URL, COURSE_DATASET_URL
-    from .runtime import cache_dir
 
-    root = Path(root)
-    dataset = root / "data" / "dataset"
     checks = []
-    if (dataset / "train").is_dir() and (dataset / "val").is_dir():
+    dataset = course_dataset(root)
+    if dataset is not None:
         checks.append(_check("course dataset", "ok", f"{dataset}"))
     else:
-        checks.append(_check("course dataset", "note", f"not at {dataset} (notebook 04 then trains on the offline "
-                                                       f"sample data); get it with: python -m vit_ms download "
-                                                       f"dataset ({COURSE_DATASET_URL}, ~490 MB)"))
-    places = [root / "checkpoints" / "vit_b_16_224.ckpt", root / "data" / "vit_b_16_224.ckpt",
-              cache_dir() / "checkpoints" / "vit_b_16_224.ckpt"]
-    found = [p for p in places if p.is_file()]
-    if found:
-        checks.append(_check("course checkpoint", "ok", f"{found[0]}"))
+        checks.append(_check("course dataset", "note", f"not at {Path(root) / 'data' / 'dataset'} (notebook 04 then "
+                                                       f"trains on the offline sample data); get it with: python -m "
+                                                       f"vit_ms download dataset ({COURSE_DATASET_URL}, ~490 MB)"))
+    found = course_checkpoint_path(root)
+    if found is not None:
+        checks.append(_check("course checkpoint", "ok", f"{found}"))
     else:
-        checks.append(_check("course checkpoint", "note", f"not at {', '.join(map(str, places))}; get it with: "
-                                                          f"python -m vit_ms download checkpoint "
+        checks.append(_check("course checkpoint", "note", f"not at {', '.join(map(str, checkpoint_places(root)))}; "
+                                                          f"get it with: python -m vit_ms download checkpoint "
                                                           f"({COURSE_CHECKPOINT_URL}, ~330 MB)"))
     return checks
 
 
-def _process_env(name):
-    """``name`` in the process's C-level environment: MindSpore's runtime sets OMP_NUM_THREADS there, where
-    os.environ does not see it, and child processes (another framework in a benchmark) inherit it."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        libc.getenv.restype = ctypes.c_char_p
-        value = libc.getenv(name.encode())
-        return None if value is None else value.decode()
-    except (OSError, AttributeError):
-        return os.environ.get(name)
-
-
 def _threads(mindspore):
-    threads = _process_env("OMP_NUM_THREADS") or "not set"
+    threads = process_env("OMP_NUM_THREADS") or "not set"
     try:
         runtime = mindspore.get_context("runtime_num_threads")
     except Exception:

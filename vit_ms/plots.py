@@ -314,9 +314,11 @@ def _series(history, key):
     return np.array([h.get(key, np.nan) for h in history], dtype=np.float64)
 
 
-def plot_training_curves(history):
-    """Loss, accuracy and learning rate per epoch from a training history (a list of per-epoch dicts with
-    epoch, train_loss and optionally val_loss, train_top1, val_top1, val_top5, lr, as train() records)."""
+def plot_training_curves(history, lr_schedule=None, steps_per_epoch=None):
+    """Loss, accuracy and learning rate from a training history (a list of per-epoch dicts with epoch, train_loss
+    and optionally val_loss, train_top1, val_top1, val_top5, lr, as train() records). With ``lr_schedule`` (one
+    rate per step, metrics["lr_schedule"]) and ``steps_per_epoch`` the rate is drawn step by step; otherwise the
+    epoch-end rates are."""
     if not history or not all(isinstance(h, dict) for h in history):
         raise ValueError("plot_training_curves needs a non-empty list of per-epoch dicts")
     missing = [k for k in ("epoch", "train_loss") if any(k not in h for h in history)]
@@ -327,6 +329,10 @@ def plot_training_curves(history):
     epochs = _series(history, "epoch")
     has = {key: not np.isnan(_series(history, key)).all() for key in
            ("val_loss", "train_top1", "val_top1", "val_top5", "lr")}
+    if lr_schedule is not None:
+        if not steps_per_epoch or steps_per_epoch < 1:
+            raise ValueError(f"lr_schedule needs steps_per_epoch (a positive integer), got {steps_per_epoch!r}")
+        has["lr"] = True
     panels = ["loss"] + (["accuracy"] if has["train_top1"] or has["val_top1"] or has["val_top5"] else []) + \
              (["lr"] if has["lr"] else [])
     fig = _new_figure((4.3 * len(panels), 3.5))
@@ -348,8 +354,12 @@ def plot_training_curves(history):
         ax.legend()
     if "lr" in axes:
         ax = axes["lr"]
-        ax.plot(epochs, _series(history, "lr"), marker)
-        ax.set(title="Learning rate (end of epoch)", xlabel="epoch")
+        if lr_schedule is not None:  # step k ends at epoch (k + 1) / steps_per_epoch
+            ax.plot((np.arange(len(lr_schedule)) + 1) / steps_per_epoch, lr_schedule, "-")
+            ax.set(title="Learning rate (every step)", xlabel="epoch")
+        else:
+            ax.plot(epochs, _series(history, "lr"), marker)
+            ax.set(title="Learning rate (end of epoch)", xlabel="epoch")
         ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     for ax in axes.values():
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -34,3 +34,17 @@ def cpu_name():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def process_env(name):
+    """``name`` in the process's C-level environment. MindSpore's runtime sets OMP_NUM_THREADS=1 there, where
+    os.environ does not see it, and child processes (another framework in a benchmark) inherit it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.getenv.restype = ctypes.c_char_p
+        value = libc.getenv(name.encode())
+        return None if value is None else value.decode()
+    except (OSError, AttributeError):
+        return os.environ.get(name)

@@ -267,7 +267,8 @@ def train(cfg: TrainConfig, on_epoch_end=None):
         metrics = dict(val_top1=val["top1"], val_top5=val["top5"], epochs=epoch + 1,
                        steps_per_epoch=run.steps_per_epoch, world_size=run.world_size, global_batch=run.global_batch,
                        num_classes=len(run.classes), classes=run.classes, device=run.device,
-                       config=dataclasses.asdict(cfg), history=history)
+                       config=dataclasses.asdict(cfg), history=history,
+                       lr_schedule=[float(lr) for lr in run.lr_schedule])  # every step's, the whole run planned
         if run.is_main:
             save_epoch(run, epoch, metrics)
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}  val loss {val['loss']:.4f}  "
