@@ -49,7 +49,7 @@ def test_eval_writes_report(trained, tmp_path):
 
 def test_predict_prints_top5(trained):
     data, out = trained
-    image = sorted((data / "val" / "ring").iterdir())[0]
+    image = sorted((data / "val" / "ring_top_left").iterdir())[0]
     done = run("predict", "--checkpoint", out / "model.ckpt", image)
     lines = done.stdout.strip().splitlines()
     assert lines[0].endswith(image.name) or str(image) in lines[0]

@@ -65,6 +65,25 @@ def test_adamw_follows_pytorchs_update_rule():
     assert max(np.abs(result[n] - weights[n]).max() for n in weights) > 1e-2  # the steps were not negligible
 
 
+def test_pos_embed_lr_scale_moves_only_the_position_embedding_faster():
+    """pos_embed_lr_scale=k: the position embedding follows the NumPy AdamW with k x the learning rates (it has no
+    weight decay, so its steps are exactly k times larger); every other parameter is bit-identical to scale 1."""
+    base_model, weights = model_and_weights()
+    scaled_model, _ = model_and_weights()
+    grads = gradient_sequence(base_model.trainable_params())
+    base = run(make_optimizer(base_model, LRS, WEIGHT_DECAY), base_model.trainable_params(), grads)
+    scaled = run(make_optimizer(scaled_model, LRS, WEIGHT_DECAY, pos_embed_lr_scale=10.0),
+                 scaled_model.trainable_params(), grads)
+    for name in weights:
+        if name != "pos_embed":
+            np.testing.assert_array_equal(scaled[name], base[name], err_msg=name)
+    np.testing.assert_allclose(scaled["pos_embed"] - weights["pos_embed"],
+                               10.0 * (base["pos_embed"] - weights["pos_embed"]), rtol=1e-4, atol=1e-6)
+    assert np.abs(base["pos_embed"] - weights["pos_embed"]).max() > 1e-2
+    with pytest.raises(ValueError, match="does not train"):
+        AdamW(base_model.trainable_params(), lr_scales={"no_such_parameter": 2.0})
+
+
 def test_adamw_equals_mindcv_adamw():
     fused_model, _ = model_and_weights()
     mindcv_model, _ = model_and_weights()

@@ -53,15 +53,12 @@ def _bbox(alpha):
 
 
 @pytest.mark.parametrize("name", CLASSES)
-def test_shapes_are_central_large_and_keep_their_class(name):
+def test_shapes_keep_their_class(name):
     size = 64
     for i in range(40):
         alpha = shape_alpha(name, size, image_rng(0, "train", CLASSES.index(name), i))
         top, bottom, left, right = _bbox(alpha)
-        # away from the edges: survives evaluation's resize + centre crop (~7% per side) and flips
-        assert min(top, left) >= 0.1 * size and max(bottom, right) < 0.9 * size
-        # spans several 8x8 patches: 2.5 patch widths always touch at least 3 patches
-        assert max(bottom - top, right - left) + 1 >= 2.5 * 8
+        assert max(bottom - top, right - left) + 1 >= 1.5 * 8            # spans more than one 8x8 patch
         height, width = bottom - top + 1, right - left + 1
         if name in ("hbar", "dots_h"):
             assert width > 1.5 * height
@@ -69,26 +66,40 @@ def test_shapes_are_central_large_and_keep_their_class(name):
             assert height > 1.5 * width
         rows, cols = np.nonzero(alpha > 0.5)
         row, col = int(round(rows.mean())), int(round(cols.mean()))
-        if name == "ring":
+        if name.startswith("ring_"):
             assert alpha[row, col] == 0.0  # hollow middle
-        if name in ("disc", "square", "plus", "cross"):
+            # the quarter its name gives, its centre at least 0.3 half-widths (15% of the image) from the middle
+            # lines, so crops of >= 85% of the area and evaluation's centre crop keep the class
+            centre_x, centre_y = (left + right + 1) / size - 1.0, (top + bottom + 1) / size - 1.0
+            assert (centre_x < -0.25) if name.endswith("_left") else (centre_x > 0.25)
+            assert (centre_y < -0.25) if "_top_" in name else (centre_y > 0.25)
+        if name in ("disc", "plus"):
             assert alpha[row, col] == 1.0
         if name in ("dots_h", "dots_v"):  # three separate dots along the row (column) through the centre
             line = alpha[row] if name == "dots_h" else alpha[:, col]
             assert np.count_nonzero(np.diff((line > 0.5).astype(int)) == 1) == 3
 
 
-def test_plus_and_cross_differ_in_arm_angle():
-    # a '+' has its arms near the axes: the row through its centre is long; an 'x' has them on the diagonals
-    for name, axis_aligned in (("plus", True), ("cross", False)):
-        for i in range(20):
-            alpha = shape_alpha(name, 64, image_rng(0, "val", CLASSES.index(name), i)) > 0.5
-            rows, cols = np.nonzero(alpha)
-            row, col = int(round(rows.mean())), int(round(cols.mean()))
-            run = alpha[row].sum() + alpha[:, col].sum()
-            diagonal = sum(alpha[row + d, col + s * d] for s in (1, -1) for d in range(-25, 26)
-                           if 0 <= row + d < 64 and 0 <= col + s * d < 64)
-            assert (run > diagonal) == axis_aligned
+def test_shapes_appear_anywhere_at_varied_scales():
+    """Every class's shapes reach every third of the image in both directions, and their sizes vary by > 1.5x:
+    the content is not centred, so every patch position sees shapes (the rings, by design, each one quarter)."""
+    size = 64
+    for c, name in enumerate(CLASSES):
+        boxes = [_bbox(shape_alpha(name, size, image_rng(0, "train", c, i))) for i in range(60)]
+        centres_x = [(left + right) / 2 / size for _, _, left, right in boxes]
+        centres_y = [(top + bottom) / 2 / size for top, bottom, _, _ in boxes]
+        extents = [max(bottom - top, right - left) for top, bottom, left, right in boxes]
+        assert max(extents) > 1.5 * min(extents), name
+        if not name.startswith("ring_"):
+            for centres in (centres_x, centres_y):
+                assert min(centres) < 1 / 3 and max(centres) > 2 / 3 and \
+                    any(1 / 3 <= v <= 2 / 3 for v in centres), name
+    covered = np.zeros((size, size), bool)
+    for c, name in enumerate(CLASSES):
+        for i in range(40):
+            covered |= shape_alpha(name, size, image_rng(0, "train", c, i)) > 0.5
+    # together the shapes reach every 8x8 patch of the 64x64 image, the border patches included
+    assert covered.reshape(8, 8, 8, 8).any(axis=(1, 3)).all()
 
 
 def test_contrast_between_shape_and_background():
@@ -143,7 +154,7 @@ def test_cli(tmp_path, capsys):
                  "--val-per-class", "1", "--seed", "3"])
     assert code == 0
     assert "20 train + 10 val" in capsys.readouterr().out
-    with Image.open(tmp_path / "s" / "val" / "ring" / "ring_00000.JPEG") as im:
+    with Image.open(tmp_path / "s" / "val" / "ring_top_left" / "ring_top_left_00000.JPEG") as im:
         assert im.size == (32, 32)
     assert main(["make-sample-data", str(tmp_path / "s"), "--train-per-class", "1", "--val-per-class", "1",
                  "--force"]) == 0

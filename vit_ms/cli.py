@@ -81,6 +81,8 @@ TRAIN_HELP = dict(
     lr="peak learning rate (after warm-up, for the global batch)",
     min_lr="learning rate at the end of the cosine decay",
     weight_decay="AdamW weight decay (not applied to norms, biases, class token, position embedding)",
+    pos_embed_lr_scale="learning-rate multiplier of the position embedding (the demo and notebook recipes: "
+                       "a short run from scratch learns positions only with a larger one)",
     warmup_epochs="epochs of linear learning-rate warm-up",
     drop_path="stochastic-depth rate of the last block (rises linearly from 0)",
     drop_rate="dropout rate after the embeddings, in the MLPs and before the head",

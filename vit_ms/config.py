@@ -38,6 +38,7 @@ class TrainConfig:
     lr: float = 1e-3                        # peak learning rate for the global batch
     min_lr: float = 1e-6
     weight_decay: float = 0.05
+    pos_embed_lr_scale: float = 1.0         # the position embedding learns with this multiple of lr
     warmup_epochs: int = 1
     drop_path: float = 0.1
     drop_rate: float = 0.0

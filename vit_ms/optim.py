@@ -18,18 +18,35 @@ def _update_one(adam, decay, beta1_power, beta2_power, beta1, beta2, eps, lr, we
     return ops.depend(True, adam(param, m, v, beta1_power, beta2_power, lr, beta1, beta2, eps, grad))
 
 
+@_update.register("Function", "Function", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
+                  "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Bool")
+def _update_one_scaled(adam, decay, beta1_power, beta2_power, beta1, beta2, eps, lr, weight_decay, lr_scale, param, m,
+                       v, grad, decay_flag):
+    return _update_one(adam, decay, beta1_power, beta2_power, beta1, beta2, eps, lr * lr_scale, weight_decay, param, m,
+                       v, grad, decay_flag)
+
+
 class AdamW(nn.Optimizer):
     """PyTorch's AdamW: bias-corrected moments, eps added to sqrt(v_hat), decoupled weight decay.
 
     MindSpore's Adam kernel adds eps to sqrt(v) and scales the step by sqrt(1 - beta2^t) / (1 - beta1^t); giving it
     eps * sqrt(1 - beta2^t) makes that exactly lr * m_hat / (sqrt(v_hat) + eps). The state is named as in mindcv's
     AdamW (adam_m.*, adam_v.*, beta1_power, beta2_power).
+
+    ``lr_scales``: {parameter name: multiplier of the learning rate} for the parameters that learn faster or slower.
     """
 
-    def __init__(self, params, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, lr_scales=None):
         super().__init__(learning_rate, params, weight_decay)
         if self.is_group_lr:
             raise ValueError("AdamW takes one learning rate (or schedule) for all parameter groups, got one per group")
+        lr_scales = {name: float(k) for name, k in (lr_scales or {}).items() if float(k) != 1.0}
+        unknown = set(lr_scales) - {p.name for p in self._parameters}
+        if unknown:
+            raise ValueError(f"lr_scales names parameters the optimizer does not train: {sorted(unknown)}")
+        # one more multiplication per parameter only when some rate differs
+        self.lr_scales = tuple(Tensor(lr_scales.get(p.name, 1.0), ms.float32) for p in self._parameters) \
+            if lr_scales else None
         self.beta1 = Tensor(beta1, ms.float32)
         self.beta2 = Tensor(beta2, ms.float32)
         self.eps = Tensor(eps, ms.float32)
@@ -53,7 +70,13 @@ class AdamW(nn.Optimizer):
         step = ops.partial(_update, self.adam, self.decay, beta1_power, beta2_power, self.beta1, self.beta2, eps, lr)
         if not self.is_group:
             step = ops.partial(step, weight_decay)
+            if self.lr_scales is not None:
+                return self.hyper_map(step, self.lr_scales, self._parameters, self.moments1, self.moments2, gradients,
+                                      self.decay_flags)
             return self.hyper_map(step, self._parameters, self.moments1, self.moments2, gradients, self.decay_flags)
+        if self.lr_scales is not None:
+            return self.hyper_map(step, weight_decay, self.lr_scales, self._parameters, self.moments1, self.moments2,
+                                  gradients, self.decay_flags)
         return self.hyper_map(step, weight_decay, self._parameters, self.moments1, self.moments2, gradients,
                               self.decay_flags)
 
@@ -86,10 +109,11 @@ def clip_by_global_norm(grads, max_norm):
     return _hyper_map(ops.partial(_scale, factor), grads)
 
 
-def make_optimizer(model, lr, weight_decay):
+def make_optimizer(model, lr, weight_decay, pos_embed_lr_scale=1.0):
     """AdamW (eps 1e-8); no weight decay on norms, biases, class token and position embedding, as mindcv's
-    create_optimizer(..., weight_decay_filter="norm_and_bias") groups them. ``lr``: a number or a per-step list."""
+    create_optimizer(..., weight_decay_filter="norm_and_bias") groups them. ``lr``: a number or a per-step list.
+    ``pos_embed_lr_scale``: the position embedding learns with this multiple of ``lr``."""
     from mindcv.optim.optim_factory import init_group_params
 
     groups = init_group_params(model.trainable_params(), weight_decay, "norm_and_bias", model.no_weight_decay())
-    return AdamW(groups, learning_rate=lr, eps=1e-8)
+    return AdamW(groups, learning_rate=lr, eps=1e-8, lr_scales={model.pos_embed.name: pos_embed_lr_scale})

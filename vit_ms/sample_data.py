@@ -1,11 +1,18 @@
-"""An offline sample dataset of geometric shapes, generated deterministically in seconds (no download).
+"""An offline sample dataset of shapes, generated deterministically in seconds (no download), made to teach position.
 
-Ten classes a small ViT can only tell apart by relating neighbouring patches: a ring and a disc differ in the
-middle, a '+' and an 'x' in the angle of their arms, a horizontal and a vertical bar in the direction along which
-the shape spans patches, and three dots in a row and three in a column in nothing but where the dots are relative to
-each other (each dot alone looks the same). That is what gives the trained position embeddings visible spatial
-structure (after the demo's 9 epochs: the centre patches, where the shapes are, resemble each other and differ from
-the border).
+Ten classes, each shape anywhere in the image and at varied scales (so neighbouring patches carry related content
+everywhere, not only in the middle), and classes that only spatial relations separate:
+
+- ``disc``, ``plus``: one shape, recognised from its form wherever it is;
+- ``hbar`` / ``vbar``, ``dots_h`` / ``dots_v``: a bar, or three dots, lying along a row or along a column. The parts
+  look the same in both classes; only how they are arranged on the patch grid differs;
+- ``ring_top_left``, ``ring_top_right``, ``ring_bottom_left``, ``ring_bottom_right``: a ring whose class is the
+  quarter of the image it lies in (left or right, above or below). The ring itself looks the same in all four: the
+  only way to tell them apart is the position embedding.
+
+The ring classes are not mirror-symmetric: train without horizontal flips (the demo and notebook recipes do). Their
+centres keep 0.3 half-widths from the middle lines, so crops of at least 85% of the area and evaluation's resize +
+centre crop keep the class.
 
 Written as an ImageNet-style image folder, so every loader that reads ImageNet reads it:
 
@@ -13,8 +20,7 @@ Written as an ImageNet-style image folder, so every loader that reads ImageNet r
 
 Each image is drawn from its own numpy Generator seeded by (seed, split, class, index), so the bytes do not depend
 on the order images are made in; the per-pixel arithmetic is IEEE-exact (+, *, sqrt, min/max) and the JPEG quality
-fixed, so the same numpy and Pillow give the same bytes. Shapes stay in the middle of the image and are large, so
-the label survives a horizontal flip, a random-resized crop with scale >= 0.35 and evaluation's resize + centre crop.
+fixed, so the same numpy and Pillow give the same bytes.
 """
 import io
 import math
@@ -26,11 +32,14 @@ import numpy as np
 
 from .checks import check_int
 
-CLASSES = ("disc", "ring", "square", "triangle", "plus", "cross", "hbar", "vbar", "dots_h", "dots_v")
+CLASSES = ("disc", "plus", "hbar", "vbar", "dots_h", "dots_v",
+           "ring_top_left", "ring_top_right", "ring_bottom_left", "ring_bottom_right")
 SPLITS = ("train", "val")
 JPEG_QUALITY = 90
 MIN_CONTRAST = 0.4      # least luminance(foreground) - luminance(background), on a 0..1 scale
 ANGLE_JITTER = 10.0     # degrees of rotation that never change the class of an oriented shape
+MARGIN = 0.95           # shapes stay inside [-MARGIN, MARGIN] (the image spans [-1, 1])
+RING_OFFSET = 0.3       # a ring's centre is at least this far from the image's middle lines
 
 
 def _rotate(x, y, degrees):
@@ -62,32 +71,46 @@ def _sd_triangle(x, y, circumradius):
     return -np.sqrt(x * x + y * y) * np.sign(y)
 
 
+def _place(rng, half_width, half_height):
+    """A centre that keeps a shape of these half-extents inside the image, uniformly anywhere it fits."""
+    return (rng.uniform(-MARGIN + half_width, MARGIN - half_width),
+            rng.uniform(-MARGIN + half_height, MARGIN - half_height))
+
+
 def _shape_distance(name, x, y, rng):
-    """Signed distance field of one random instance of class ``name``; (x, y) are centred on the shape and the
-    image spans [-1, 1]. Sizes are fractions of the half-width, so the data scales with image_size."""
-    size = rng.uniform(0.42, 0.58)
+    """Signed distance field of one random instance of class ``name``; the image spans [-1, 1] in x and y (y grows
+    downwards, like image rows). Sizes are fractions of the half-width, so the data scales with image_size."""
+    size = rng.uniform(0.3, 0.55)
     jitter = rng.uniform(-ANGLE_JITTER, ANGLE_JITTER)
     if name == "disc":
-        return _sd_circle(x, y, size)
-    if name == "ring":
-        width = size * rng.uniform(0.3, 0.45)
-        return np.abs(_sd_circle(x, y, size - width / 2.0)) - width / 2.0
-    if name == "square":
-        return _sd_box(*_rotate(x, y, jitter), size * 0.8, size * 0.8)  # axis-aligned: not a diamond
-    if name == "triangle":
-        return _sd_triangle(*_rotate(x, y, rng.uniform(0.0, 120.0)), size * 1.05)
-    if name in ("plus", "cross"):
-        u, v = _rotate(x, y, jitter + (45.0 if name == "cross" else 0.0))
+        cx, cy = _place(rng, size, size)
+        return _sd_circle(x - cx, y - cy, size)
+    if name == "plus":
+        cx, cy = _place(rng, size, size)
+        u, v = _rotate(x - cx, y - cy, jitter)
         half_thick = size * rng.uniform(0.18, 0.28)
         return np.minimum(_sd_box(u, v, size, half_thick), _sd_box(u, v, half_thick, size))
     if name in ("hbar", "vbar"):
-        u, v = _rotate(x, y, jitter + (90.0 if name == "vbar" else 0.0))
-        return _sd_box(u, v, size * 1.1, size * rng.uniform(0.2, 0.3))
+        half_length, half_thick = size * 1.1, size * rng.uniform(0.2, 0.3)
+        along_x = name == "hbar"
+        cx, cy = _place(rng, half_length if along_x else half_thick, half_thick if along_x else half_length)
+        u, v = _rotate(x - cx, y - cy, jitter + (0.0 if along_x else 90.0))
+        return _sd_box(u, v, half_length, half_thick)
     if name in ("dots_h", "dots_v"):
-        u, v = _rotate(x, y, jitter + (90.0 if name == "dots_v" else 0.0))
-        radius, step = size * rng.uniform(0.26, 0.3), size * 0.8  # three dots, a visible gap between them
+        radius, step = size * 0.28, size * 0.8  # three dots with a visible gap between them
+        along_x = name == "dots_h"
+        cx, cy = _place(rng, step + radius if along_x else radius, radius if along_x else step + radius)
+        u, v = _rotate(x - cx, y - cy, jitter + (0.0 if along_x else 90.0))
         return np.minimum(np.minimum(_sd_circle(u - step, v, radius), _sd_circle(u, v, radius)),
                           _sd_circle(u + step, v, radius))
+    if name.startswith("ring_"):
+        radius = rng.uniform(0.22, 0.4)
+        width = radius * rng.uniform(0.3, 0.45)
+        sign_x = -1.0 if name.endswith("_left") else 1.0
+        sign_y = -1.0 if "_top_" in name else 1.0
+        cx = sign_x * rng.uniform(RING_OFFSET, MARGIN - radius)
+        cy = sign_y * rng.uniform(RING_OFFSET, MARGIN - radius)
+        return np.abs(_sd_circle(x - cx, y - cy, radius - width / 2.0)) - width / 2.0
     raise ValueError(f"unknown shape class {name!r}; expected one of {CLASSES}")
 
 
@@ -114,8 +137,7 @@ def _grid(image_size):
 def shape_alpha(name, image_size, rng):
     """Coverage (0..1, anti-aliased over one pixel) of one random instance of class ``name``, [size, size]."""
     x, y = _grid(image_size)
-    centre = rng.uniform(-0.12, 0.12, size=2)
-    distance = _shape_distance(name, x - centre[0], y - centre[1], rng)
+    distance = _shape_distance(name, x, y, rng)
     return np.clip(0.5 - distance * (image_size / 2.0), 0.0, 1.0)
 
 

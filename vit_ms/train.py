@@ -176,7 +176,7 @@ def build_run(cfg: TrainConfig):
                                    warmup_epochs=cfg.warmup_epochs, decay_epochs=cfg.epochs - cfg.warmup_epochs,
                                    num_epochs=cfg.epochs)
     # AdamW; no weight decay on norms, biases, class token and position embedding
-    optimizer = make_optimizer(model, lr_schedule, cfg.weight_decay)
+    optimizer = make_optimizer(model, lr_schedule, cfg.weight_decay, cfg.pos_embed_lr_scale)
     loss_fn = create_loss(name="CE", label_smoothing=cfg.label_smoothing)
     return Run(cfg=cfg, rank=rank, world_size=world_size, device=device, classes=classes, model=model,
                network=network, optimizer=optimizer, lr_schedule=lr_schedule,
