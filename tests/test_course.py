@@ -37,12 +37,10 @@ def test_notebook_model_trains_once_then_reuses(tmp_path, monkeypatch):
     small = dict(course.load_recipe("notebook"), image_size=32, embed_dim=48, num_heads=3, depth=1, epochs=1,
                  warmup_epochs=0, batch_size=16)
     monkeypatch.setattr(course, "load_recipe", lambda name: dict(small))
-    from vit_ms.sample_data import make_sample_data
-
-    make_sample_data(tmp_path / "data" / "sample", image_size=32, train_per_class=4, val_per_class=2)
     model, classes, metrics = course.notebook_model(tmp_path, device="CPU", num_workers=1)
     checkpoint = tmp_path / small["output"] / "model.ckpt"
     assert checkpoint.is_file() and metrics["epochs"] == 1 and len(classes) == 10
+    assert (tmp_path / "data" / "sample" / "val" / "ring_top_left").is_dir()  # the sample data, made first
     assert model.embed_dim == 48 and len(model.blocks) == 1
     stamp = checkpoint.stat().st_mtime_ns
     again, _, metrics_again = course.notebook_model(tmp_path, device="CPU", num_workers=1)

@@ -51,7 +51,7 @@ def notebook_model(root=".", device="auto", num_workers=2):
     """The notebooks' trained model: the notebook recipe (vit_ms/recipes/notebook.yaml) on the offline sample data.
 
     Read from ROOT/runs/notebook04 when a finished run of exactly this recipe is there (notebook 04 writes it);
-    otherwise trained now, with a progress bar, after making the sample data if it is missing. So every notebook
+    otherwise trained now, with a progress bar, after making the sample data if it is not there. So every notebook
     that shows a trained model runs on its own, in any order. Returns (model, class names, training metrics).
     """
     from .checkpoint import load_model
@@ -64,8 +64,7 @@ def notebook_model(root=".", device="auto", num_workers=2):
     data, output = root / recipe["data"], root / recipe["output"]
     metrics = _finished_run(output, recipe)
     if metrics is None:
-        if not (data / "train").is_dir():
-            make_sample_data(data)
+        make_sample_data(data)  # keeps the same dataset; an older, different one is a FileExistsError
         print(f"training the notebook recipe's model into {output} (it is not there yet)")
         metrics = train(TrainConfig(**dict(recipe, data=str(data), output=str(output), device=device,
                                            num_workers=num_workers)))
