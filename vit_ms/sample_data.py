@@ -97,7 +97,7 @@ def _shape_distance(name, x, y, rng):
         u, v = _rotate(x - cx, y - cy, jitter + (0.0 if along_x else 90.0))
         return _sd_box(u, v, half_length, half_thick)
     if name in ("dots_h", "dots_v"):
-        radius, step = size * 0.28, size * 0.8  # three dots with a visible gap between them
+        radius, step = size * 0.32, size * 0.85  # three dots with a visible gap between them
         along_x = name == "dots_h"
         cx, cy = _place(rng, step + radius if along_x else radius, radius if along_x else step + radius)
         u, v = _rotate(x - cx, y - cy, jitter + (0.0 if along_x else 90.0))
