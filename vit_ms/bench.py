@@ -50,7 +50,7 @@ def _time_steps(step, sync, warmup, steps, batch_size):
     """Time ``step`` (sync() waits for its result): the first call, warm-up calls, then the timed steps."""
     import time
 
-    from tqdm.auto import tqdm
+    from .runtime import progress_bar as tqdm
 
     start = time.perf_counter()
     sync(step())

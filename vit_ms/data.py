@@ -158,7 +158,7 @@ def find_bad_images(paths, num_workers=2, decode=True):
     bar. ``decode=False`` only reads each file's header: fast, but blind to truncated or damaged image data."""
     from functools import partial
 
-    from tqdm.auto import tqdm
+    from .runtime import progress_bar as tqdm
 
     def stamp(path):
         st = os.stat(path)

@@ -58,7 +58,7 @@ def download(url, dest_path, sha256=None, timeout=15.0, resume=True):
     SHA-256 mismatch deletes the downloaded file and raises ValueError with both hashes. Network failures raise
     ConnectionError saying how to get the file by hand; ``timeout`` (seconds) bounds connecting and each read.
     """
-    from tqdm.auto import tqdm
+    from .runtime import progress_bar as tqdm
 
     dest = Path(dest_path)
     if sha256 is not None:
@@ -159,7 +159,7 @@ def safe_extract_zip(zip_path, dest_dir):
     (ValueError) before anything is written. Members are extracted into a scratch folder and moved into place at
     the end, so an interrupted extraction leaves no half-filled folder behind.
     """
-    from tqdm.auto import tqdm
+    from .runtime import progress_bar as tqdm
 
     zip_path, dest = Path(zip_path), Path(dest_dir).resolve()
     with _open_zip(zip_path) as archive:

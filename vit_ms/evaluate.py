@@ -4,13 +4,13 @@ from pathlib import Path
 
 import mindspore as ms
 import numpy as np
-from tqdm.auto import tqdm
 
 from .checkpoint import load_model, read_model_info
 from .data import class_names_for, create_dataset, load_class_names, load_image
 from .device import set_device, to_numpy
 from .factory import create_model
 from .metrics import ClassificationMeter, log_softmax, ranked, softmax
+from .runtime import progress_bar as tqdm
 
 
 def make_eval_step(model):

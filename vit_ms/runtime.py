@@ -48,3 +48,13 @@ def process_env(name):
         return None if value is None else value.decode()
     except (OSError, AttributeError):
         return os.environ.get(name)
+
+
+def progress_bar(iterable=None, **kwargs):
+    """tqdm.auto's bar, redrawn at most once a second: in Jupyter every redraw is a widget message, and a cell that
+    trains for minutes at tqdm's default 10 per second floods the kernel's output channel (nbval then misses the end
+    of the cell)."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("mininterval", 1.0)
+    return tqdm(iterable, **kwargs)

@@ -59,18 +59,6 @@ def _sd_circle(x, y, r):
     return np.sqrt(x * x + y * y) - r
 
 
-def _sd_triangle(x, y, circumradius):
-    """Signed distance to an equilateral triangle pointing up (Inigo Quilez's formula, vectorised)."""
-    k = math.sqrt(3.0)
-    r = circumradius * k / 2.0  # half the side length
-    x = np.abs(x) - r
-    y = y + r / k
-    fold = x + k * y > 0.0
-    x, y = np.where(fold, (x - k * y) / 2.0, x), np.where(fold, (-k * x - y) / 2.0, y)
-    x = x - np.clip(x, -2.0 * r, 0.0)
-    return -np.sqrt(x * x + y * y) * np.sign(y)
-
-
 def _place(rng, half_width, half_height):
     """A centre that keeps a shape of these half-extents inside the image, uniformly anywhere it fits."""
     return (rng.uniform(-MARGIN + half_width, MARGIN - half_width),
@@ -186,7 +174,7 @@ def make_sample_data(root, image_size=64, train_per_class=200, val_per_class=50,
     (``summary["existing"]`` is True). Any other existing ROOT/train or ROOT/val is an error unless ``overwrite``;
     the new splits are built in a scratch folder and moved into place only when complete.
     """
-    from tqdm.auto import tqdm
+    from .runtime import progress_bar as tqdm
 
     check_int(image_size, "image_size", 32)
     check_int(train_per_class, "train_per_class", 1)

@@ -122,7 +122,7 @@ def build_imagenet_subset(src, dst, num_classes=None, wnids=None, train_per_clas
 
     Give either ``num_classes`` (a seeded draw from the sorted wnids of SRC/train) or ``wnids`` (a list).
     """
-    from tqdm.auto import tqdm
+    from .runtime import progress_bar as tqdm
 
     src, dst = Path(src), Path(dst)
     if not (src / "train").is_dir():

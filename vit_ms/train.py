@@ -25,7 +25,6 @@ import numpy as np
 from mindcv.loss import create_loss
 from mindcv.scheduler import create_scheduler
 from mindspore import nn
-from tqdm.auto import tqdm
 
 from .checkpoint import save_model
 from .config import CLASSES_KEY, CONFIG_KEY, TrainConfig
@@ -34,6 +33,7 @@ from .device import set_device, to_numpy
 from .evaluate import evaluate_dataset, make_eval_step
 from .factory import create_model
 from .optim import clip_by_global_norm, make_optimizer
+from .runtime import progress_bar as tqdm
 from .weights import atomic_save
 
 __all__ = ["TrainConfig", "TrainingDiverged", "train"]
