@@ -169,6 +169,16 @@ def test_random_embeddings_have_none():
     assert abs(numbers["distance_correlation"]) < 0.03 and abs(numbers["row_column_advantage"]) < 0.01
 
 
+def test_a_shuffled_grid_loses_the_structure():
+    """The same 196 sin-cos vectors, assigned to the patches in a random order: no nearness, rows or columns left."""
+    sincos = sincos_2d_pos_embed(192, 14)
+    order = np.random.default_rng(0).permutation(14 * 14)
+    shuffled = np.concatenate([sincos[:, :1], sincos[:, 1:][:, order]], axis=1)
+    numbers = position_structure(shuffled)
+    assert abs(numbers["distance_correlation"]) < 0.05 and abs(numbers["row_column_advantage"]) < 0.02
+    assert position_structure(sincos)["distance_correlation"] < -0.8
+
+
 def test_row_column_advantage_tells_rows_and_columns_from_plain_nearness():
     g = 8
     rows, cols = _grid(g)
