@@ -12,8 +12,14 @@ SMALL = ["--model", "vit_ti_16", "--image-size", "32", "--patch-size", "8", "--e
          "--num-heads", "3", "--batch-size", "16", "--warmup-epochs", "0", "--num-workers", "1", "--device", "CPU"]
 
 
+def cli_env():
+    """The environment a user's shell gives, with this checkout importable from any folder (CI does not install it)."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, GLOG_v="3", PYTHONPATH=path)
+
+
 def run(*args, cwd=None):
-    env = dict(os.environ, GLOG_v="3")
+    env = cli_env()
     done = subprocess.run([sys.executable, "-m", "vit_ms", *map(str, args)], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
@@ -62,6 +68,18 @@ def test_errors_are_clear(tmp_path):
     done = subprocess.run([sys.executable, "-m", "vit_ms", "train", "--data", str(tmp_path / "nothing"), *SMALL,
                            "--output", str(tmp_path / "o")], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "nothing" in done.stderr and "train" in done.stderr
+
+
+def test_demo_refuses_an_older_sample_dataset_in_its_default_folder(tmp_path):
+    # data/sample made by another version (here: other arguments) is not silently trained on
+    run("make-sample-data", tmp_path / "data" / "sample", "--train-per-class", "3", "--val-per-class", "1",
+        cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-m", "vit_ms", "demo", "--epochs", "2"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env=cli_env())
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "make-sample-data data/sample --force" in lines[-1]
+    assert not (tmp_path / "runs").exists()
 
 
 def test_demo_short(tmp_path):

@@ -31,19 +31,20 @@ def run(optimizer, params, grads):
     return {p.name: p.asnumpy().copy() for p in params}
 
 
-def numpy_adamw(weights, grads, decayed, beta1=0.9, beta2=0.999, eps=1e-8):
-    """PyTorch's AdamW in float64."""
+def numpy_adamw(weights, grads, decayed, beta1=0.9, beta2=0.999, eps=1e-8, own=None):
+    """PyTorch's AdamW in float64; ``own``: {name: (lr multiplier, weight decay)} for parameters with their own."""
     w = {k: v.astype(np.float64) for k, v in weights.items()}
     m = {k: np.zeros_like(v) for k, v in w.items()}
     v = {k: np.zeros_like(x) for k, x in w.items()}
     for t, (lr, g_step) in enumerate(zip(LRS, grads), start=1):
         for (name, _), g in zip(weights.items(), g_step):
-            if name in decayed:
-                w[name] -= lr * WEIGHT_DECAY * w[name]
+            scale, decay = (own or {}).get(name, (1.0, WEIGHT_DECAY if name in decayed else 0.0))
+            lr_step = lr * scale
+            w[name] -= lr_step * decay * w[name]
             m[name] = beta1 * m[name] + (1 - beta1) * g
             v[name] = beta2 * v[name] + (1 - beta2) * g.astype(np.float64) ** 2
             m_hat, v_hat = m[name] / (1 - beta1 ** t), v[name] / (1 - beta2 ** t)
-            w[name] -= lr * m_hat / (np.sqrt(v_hat) + eps)
+            w[name] -= lr_step * m_hat / (np.sqrt(v_hat) + eps)
     return w
 
 
@@ -82,6 +83,24 @@ def test_pos_embed_lr_scale_moves_only_the_position_embedding_faster():
     assert np.abs(base["pos_embed"] - weights["pos_embed"]).max() > 1e-2
     with pytest.raises(ValueError, match="does not train"):
         AdamW(base_model.trainable_params(), lr_scales={"no_such_parameter": 2.0})
+
+
+def test_pos_embed_weight_decay_decays_only_the_position_embedding_with_its_scaled_rate():
+    """pos_embed_weight_decay=d with pos_embed_lr_scale=k: the position embedding follows AdamW with k x the rates and
+    weight decay d (decoupled: lr x k x d x weights per step); every other parameter is bit-identical to d = 0."""
+    base_model, weights = model_and_weights()
+    decayed_model, _ = model_and_weights()
+    grads = gradient_sequence(base_model.trainable_params())
+    base = run(make_optimizer(base_model, LRS, WEIGHT_DECAY, pos_embed_lr_scale=10.0), base_model.trainable_params(),
+               grads)
+    decayed = run(make_optimizer(decayed_model, LRS, WEIGHT_DECAY, pos_embed_lr_scale=10.0,
+                                 pos_embed_weight_decay=0.5), decayed_model.trainable_params(), grads)
+    for name in weights:
+        if name != "pos_embed":
+            np.testing.assert_array_equal(decayed[name], base[name], err_msg=name)
+    expected = numpy_adamw(weights, grads, decayed=set(), own={"pos_embed": (10.0, 0.5)})["pos_embed"]
+    np.testing.assert_allclose(decayed["pos_embed"], expected, rtol=0, atol=1e-5)   # float32 steps 10x larger
+    assert np.abs(decayed["pos_embed"] - base["pos_embed"]).max() > 1e-3     # the decay made a difference
 
 
 def test_adamw_equals_mindcv_adamw():

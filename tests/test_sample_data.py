@@ -75,9 +75,9 @@ def test_shapes_keep_their_class(name):
             assert (centre_y < -0.25) if "_top_" in name else (centre_y > 0.25)
         if name in ("disc", "plus"):
             assert alpha[row, col] == 1.0
-        if name in ("dots_h", "dots_v"):  # three separate dots along the row (column) through the centre
+        if name in ("dots_h", "dots_v"):  # four separate dots along the row (column) through the centre
             line = alpha[row] if name == "dots_h" else alpha[:, col]
-            assert np.count_nonzero(np.diff((line > 0.5).astype(int)) == 1) == 3
+            assert np.count_nonzero(np.diff((line > 0.5).astype(int)) == 1) == 4
 
 
 def test_shapes_appear_anywhere_at_varied_scales():

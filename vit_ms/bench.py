@@ -50,7 +50,7 @@ def _time_steps(step, sync, warmup, steps, batch_size):
     """Time ``step`` (sync() waits for its result): the first call, warm-up calls, then the timed steps."""
     import time
 
-    from .runtime import progress_bar as tqdm
+    from .runtime import progress_bar
 
     start = time.perf_counter()
     sync(step())
@@ -58,7 +58,7 @@ def _time_steps(step, sync, warmup, steps, batch_size):
     for _ in range(warmup):
         sync(step())
     times = []
-    for _ in tqdm(range(steps), desc="timed steps", leave=False, disable=not sys.stderr.isatty()):
+    for _ in progress_bar(range(steps), desc="timed steps", leave=False, disable=not sys.stderr.isatty()):
         start = time.perf_counter()
         sync(step())
         times.append(time.perf_counter() - start)
@@ -74,17 +74,39 @@ def _peak_rss_mb():
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
+def random_batch(batch_size, image_size, num_classes):
+    """The fixed input of every measured MindSpore step: seeded random images [B, 3, H, W] and labels."""
+    import numpy as np
+
+    import mindspore as ms
+
+    rng = np.random.default_rng(0)
+    images = ms.Tensor(rng.standard_normal((batch_size, 3, image_size, image_size), dtype=np.float32))
+    return images, ms.Tensor(rng.integers(0, num_classes, batch_size).astype(np.int32))
+
+
+def bench_train_step(model, network, loss_scaler):
+    """The training step the bench times (and vit_ms.kernels.profile profiles): vit_ms's compiled step with AdamW
+    (lr 1e-3, weight decay 0.05), cross-entropy with label smoothing 0.1 and clipping at 1.0. Sets NETWORK to train."""
+    from mindcv.loss import create_loss
+
+    from .optim import make_optimizer
+    from .train import make_train_step
+
+    network.set_train(True)
+    loss_fn = create_loss(name="CE", label_smoothing=0.1)
+    return make_train_step(network, loss_fn, make_optimizer(model, 1e-3, 0.05), 1.0, 1, loss_scaler)
+
+
 def _mindspore_worker(framework, config):
     """Measure one MindSpore model (vit_ms or mindcv) in this process; returns the result dict."""
     import numpy as np
 
     import mindspore as ms
-    from mindcv.loss import create_loss
 
     from .device import set_device, to_numpy
-    from .optim import make_optimizer
     from .evaluate import make_eval_step
-    from .train import make_train_step, mixed_precision
+    from .train import mixed_precision
 
     target = set_device(config["device"], verbose=False)
     threads = dict(runtime_num_threads=ms.get_context("runtime_num_threads"))
@@ -101,10 +123,8 @@ def _mindspore_worker(framework, config):
                           embed_dim=arch["embed_dim"], depth=arch["depth"], num_heads=arch["num_heads"],
                           num_classes=config["num_classes"], weight_init=False)
     network, loss_scaler, amp_level = mixed_precision(model, config["amp_level"], target)
-    rng = np.random.default_rng(0)
-    batch, size = config["batch_size"], config["image_size"]
-    images = ms.Tensor(rng.standard_normal((batch, 3, size, size), dtype=np.float32))
-    labels = ms.Tensor(rng.integers(0, config["num_classes"], batch).astype(np.int32))
+    batch = config["batch_size"]
+    images, labels = random_batch(batch, config["image_size"], config["num_classes"])
     result = dict(framework=framework, device=target, amp_level=amp_level,
                   params=int(sum(int(np.prod(p.shape)) for p in model.trainable_params())))
     if "eval" in config["modes"]:
@@ -114,10 +134,7 @@ def _mindspore_worker(framework, config):
                                      config["steps"], batch)
         result["eval"]["peak_rss_mb"] = _peak_rss_mb()
     if "train" in config["modes"]:
-        network.set_train(True)
-        optimizer = make_optimizer(model, 1e-3, 0.05)
-        loss_fn = create_loss(name="CE", label_smoothing=0.1)
-        train_step = make_train_step(network, loss_fn, optimizer, 1.0, 1, loss_scaler)
+        train_step = bench_train_step(model, network, loss_scaler)
         result["train"] = _time_steps(lambda: train_step(images, labels), to_numpy,
                                       config["warmup"], config["steps"], batch)
         result["train"]["peak_rss_mb"] = _peak_rss_mb()

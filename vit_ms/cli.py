@@ -83,6 +83,8 @@ TRAIN_HELP = dict(
     weight_decay="AdamW weight decay (not applied to norms, biases, class token, position embedding)",
     pos_embed_lr_scale="learning-rate multiplier of the position embedding (the demo and notebook recipes: "
                        "a short run from scratch learns positions only with a larger one)",
+    pos_embed_weight_decay="weight decay of the position embedding, with its scaled rate (the demo and notebook "
+                           "recipes: it damps the noise that a larger rate adds)",
     warmup_epochs="epochs of linear learning-rate warm-up",
     drop_path="stochastic-depth rate of the last block (rises linearly from 0)",
     drop_rate="dropout rate after the embeddings, in the MLPs and before the head",

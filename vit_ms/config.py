@@ -39,6 +39,7 @@ class TrainConfig:
     min_lr: float = 1e-6
     weight_decay: float = 0.05
     pos_embed_lr_scale: float = 1.0         # the position embedding learns with this multiple of lr
+    pos_embed_weight_decay: float = 0.0     # its own weight decay (it has none by default, as in timm and mindcv)
     warmup_epochs: int = 1
     drop_path: float = 0.1
     drop_rate: float = 0.0

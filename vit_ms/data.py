@@ -158,7 +158,7 @@ def find_bad_images(paths, num_workers=2, decode=True):
     bar. ``decode=False`` only reads each file's header: fast, but blind to truncated or damaged image data."""
     from functools import partial
 
-    from .runtime import progress_bar as tqdm
+    from .runtime import progress_bar
 
     def stamp(path):
         st = os.stat(path)
@@ -171,7 +171,7 @@ def find_bad_images(paths, num_workers=2, decode=True):
             todo.append(path)
     if todo:
         with ThreadPoolExecutor(max(1, num_workers)) as pool:  # PIL releases the GIL while decoding
-            problems = list(tqdm(pool.map(partial(_image_problem, decode=decode), todo), total=len(todo),
+            problems = list(progress_bar(pool.map(partial(_image_problem, decode=decode), todo), total=len(todo),
                                  desc="checking images" if decode else "checking image headers", unit="img"))
         for path, problem in zip(todo, problems):
             _checked[(path, decode)] = (stamp(path), problem)

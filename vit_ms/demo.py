@@ -29,9 +29,15 @@ def run_demo(output="runs/demo", data="data/sample", epochs=None, device="auto",
 
     started = time.time()
     data, output = Path(data), Path(output)
-    if not (data / "train").is_dir():
-        _logger.warning("no dataset at %s: generating the offline sample data there", data)
-        make_sample_data(data)
+    if data == Path(load_recipe("demo")["data"]) or not (data / "train").is_dir():
+        # the default folder must hold this version's sample data: an older one is an error, never trained on
+        try:
+            if not make_sample_data(data)["existing"]:
+                _logger.warning("generated the offline sample data in %s", data)
+        except FileExistsError:
+            raise FileExistsError(f"{data} holds another dataset than this version of vit_ms's sample data (an "
+                                  f"older vit_ms made it?); replace it with `python -m vit_ms make-sample-data "
+                                  f"{data} --force`, or name another folder with --data") from None
     config = dict(load_recipe("demo"), data=str(data), output=str(output), device=device, num_workers=num_workers)
     if epochs is not None:  # a shorter run keeps at least one epoch after the warm-up
         config.update(epochs=epochs, warmup_epochs=min(config["warmup_epochs"], max(epochs - 1, 0)))

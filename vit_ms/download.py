@@ -58,7 +58,7 @@ def download(url, dest_path, sha256=None, timeout=15.0, resume=True):
     SHA-256 mismatch deletes the downloaded file and raises ValueError with both hashes. Network failures raise
     ConnectionError saying how to get the file by hand; ``timeout`` (seconds) bounds connecting and each read.
     """
-    from .runtime import progress_bar as tqdm
+    from .runtime import progress_bar
 
     dest = Path(dest_path)
     if sha256 is not None:
@@ -98,7 +98,7 @@ def download(url, dest_path, sha256=None, timeout=15.0, resume=True):
             length = response.headers.get("Content-Length")
             total = offset + int(length) if length is not None else None
             with open(part, "ab" if offset else "wb") as f, \
-                    tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                    progress_bar(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
                          desc=dest.name) as bar:
                 for block in iter(lambda: response.read(CHUNK), b""):
                     f.write(block)
@@ -159,7 +159,7 @@ def safe_extract_zip(zip_path, dest_dir):
     (ValueError) before anything is written. Members are extracted into a scratch folder and moved into place at
     the end, so an interrupted extraction leaves no half-filled folder behind.
     """
-    from .runtime import progress_bar as tqdm
+    from .runtime import progress_bar
 
     zip_path, dest = Path(zip_path), Path(dest_dir).resolve()
     with _open_zip(zip_path) as archive:
@@ -176,7 +176,7 @@ def safe_extract_zip(zip_path, dest_dir):
         scratch = dest / f".{zip_path.name}.partial"
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
-        with tqdm(total=sum(m.file_size for m in members), unit="B", unit_scale=True, unit_divisor=1024,
+        with progress_bar(total=sum(m.file_size for m in members), unit="B", unit_scale=True, unit_divisor=1024,
                   desc=f"extracting {zip_path.name}") as bar:
             for member in members:
                 archive.extract(member, scratch)

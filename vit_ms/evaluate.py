@@ -10,7 +10,7 @@ from .data import class_names_for, create_dataset, load_class_names, load_image
 from .device import set_device, to_numpy
 from .factory import create_model
 from .metrics import ClassificationMeter, log_softmax, ranked, softmax
-from .runtime import progress_bar as tqdm
+from .runtime import progress_bar
 
 
 def make_eval_step(model):
@@ -26,7 +26,7 @@ def evaluate_dataset(eval_step, dataset, num_classes, desc="eval", disable_bar=F
     """Run eval_step over a dataset; return a metrics.ClassificationMeter result plus the mean loss."""
     meter = ClassificationMeter(num_classes)
     loss_sum, count = 0.0, 0
-    for images, labels in tqdm(dataset.create_tuple_iterator(num_epochs=1), total=dataset.get_dataset_size(),
+    for images, labels in progress_bar(dataset.create_tuple_iterator(num_epochs=1), total=dataset.get_dataset_size(),
                                desc=desc, leave=False, disable=disable_bar):
         logits = to_numpy(eval_step(images))
         labels = labels.asnumpy()

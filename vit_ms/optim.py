@@ -109,11 +109,17 @@ def clip_by_global_norm(grads, max_norm):
     return _hyper_map(ops.partial(_scale, factor), grads)
 
 
-def make_optimizer(model, lr, weight_decay, pos_embed_lr_scale=1.0):
+def make_optimizer(model, lr, weight_decay, pos_embed_lr_scale=1.0, pos_embed_weight_decay=0.0):
     """AdamW (eps 1e-8); no weight decay on norms, biases, class token and position embedding, as mindcv's
     create_optimizer(..., weight_decay_filter="norm_and_bias") groups them. ``lr``: a number or a per-step list.
-    ``pos_embed_lr_scale``: the position embedding learns with this multiple of ``lr``."""
+    ``pos_embed_lr_scale``: the position embedding learns with this multiple of ``lr``.
+    ``pos_embed_weight_decay``: the position embedding's own decoupled weight decay (applied with its scaled rate)."""
     from mindcv.optim.optim_factory import init_group_params
 
+    pos_embed = model.pos_embed
     groups = init_group_params(model.trainable_params(), weight_decay, "norm_and_bias", model.no_weight_decay())
-    return AdamW(groups, learning_rate=lr, eps=1e-8, lr_scales={model.pos_embed.name: pos_embed_lr_scale})
+    if pos_embed_weight_decay:
+        no_decay = groups[1]
+        no_decay["params"] = [p for p in no_decay["params"] if p is not pos_embed]
+        groups.insert(2, {"params": [pos_embed], "weight_decay": pos_embed_weight_decay})
+    return AdamW(groups, learning_rate=lr, eps=1e-8, lr_scales={pos_embed.name: pos_embed_lr_scale})

@@ -4,7 +4,7 @@ Ten classes, each shape anywhere in the image and at varied scales (so neighbour
 everywhere, not only in the middle), and classes that only spatial relations separate:
 
 - ``disc``, ``plus``: one shape, recognised from its form wherever it is;
-- ``hbar`` / ``vbar``, ``dots_h`` / ``dots_v``: a bar, or three dots, lying along a row or along a column. The parts
+- ``hbar`` / ``vbar``, ``dots_h`` / ``dots_v``: a bar, or four dots, lying along a row or along a column. The parts
   look the same in both classes; only how they are arranged on the patch grid differs;
 - ``ring_top_left``, ``ring_top_right``, ``ring_bottom_left``, ``ring_bottom_right``: a ring whose class is the
   quarter of the image it lies in (left or right, above or below). The ring itself looks the same in all four: the
@@ -85,12 +85,11 @@ def _shape_distance(name, x, y, rng):
         u, v = _rotate(x - cx, y - cy, jitter + (0.0 if along_x else 90.0))
         return _sd_box(u, v, half_length, half_thick)
     if name in ("dots_h", "dots_v"):
-        radius, step = size * 0.32, size * 0.85  # three dots with a visible gap between them
-        along_x = name == "dots_h"
-        cx, cy = _place(rng, step + radius if along_x else radius, radius if along_x else step + radius)
+        radius, step = size * 0.26, size * 0.66  # four dots with a visible gap between them
+        along_x, reach = name == "dots_h", 1.5 * step + radius
+        cx, cy = _place(rng, reach if along_x else radius, radius if along_x else reach)
         u, v = _rotate(x - cx, y - cy, jitter + (0.0 if along_x else 90.0))
-        return np.minimum(np.minimum(_sd_circle(u - step, v, radius), _sd_circle(u, v, radius)),
-                          _sd_circle(u + step, v, radius))
+        return np.min([_sd_circle(u - k * step, v, radius) for k in (-1.5, -0.5, 0.5, 1.5)], axis=0)
     if name.startswith("ring_"):
         radius = rng.uniform(0.22, 0.4)
         width = radius * rng.uniform(0.3, 0.45)
@@ -174,7 +173,7 @@ def make_sample_data(root, image_size=64, train_per_class=200, val_per_class=50,
     (``summary["existing"]`` is True). Any other existing ROOT/train or ROOT/val is an error unless ``overwrite``;
     the new splits are built in a scratch folder and moved into place only when complete.
     """
-    from .runtime import progress_bar as tqdm
+    from .runtime import progress_bar
 
     check_int(image_size, "image_size", 32)
     check_int(train_per_class, "train_per_class", 1)
@@ -189,7 +188,7 @@ def make_sample_data(root, image_size=64, train_per_class=200, val_per_class=50,
     started = time.time()
     counts = {"train": train_per_class, "val": val_per_class}
     total = len(CLASSES) * (train_per_class + val_per_class)
-    with tqdm(total=total, desc="sample data", unit="img") as bar:
+    with progress_bar(total=total, desc="sample data", unit="img") as bar:
         for split in SPLITS:
             for class_index, name in enumerate(CLASSES):
                 folder = scratch / split / name

@@ -122,7 +122,7 @@ def build_imagenet_subset(src, dst, num_classes=None, wnids=None, train_per_clas
 
     Give either ``num_classes`` (a seeded draw from the sorted wnids of SRC/train) or ``wnids`` (a list).
     """
-    from .runtime import progress_bar as tqdm
+    from .runtime import progress_bar
 
     src, dst = Path(src), Path(dst)
     if not (src / "train").is_dir():
@@ -157,7 +157,8 @@ def build_imagenet_subset(src, dst, num_classes=None, wnids=None, train_per_clas
     val_images = _val_images(src, chosen, val_labels)
     plan = {"train": {w: _choose(_images_in(src / "train" / w), train_per_class, w, "train", seed) for w in chosen},
             "val": {w: _choose(val_images[w], val_per_class, w, "val", seed) for w in chosen}}
-    with tqdm(total=len(chosen) * (train_per_class + val_per_class), desc=f"subset ({mode})", unit="img") as bar:
+    total = len(chosen) * (train_per_class + val_per_class)
+    with progress_bar(total=total, desc=f"subset ({mode})", unit="img") as bar:
         for split in SPLITS:
             for wnid, images in plan[split].items():
                 folder = scratch / split / wnid

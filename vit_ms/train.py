@@ -33,7 +33,7 @@ from .device import set_device, to_numpy
 from .evaluate import evaluate_dataset, make_eval_step
 from .factory import create_model
 from .optim import clip_by_global_norm, make_optimizer
-from .runtime import progress_bar as tqdm
+from .runtime import progress_bar
 from .weights import atomic_save
 
 __all__ = ["TrainConfig", "TrainingDiverged", "train"]
@@ -176,7 +176,8 @@ def build_run(cfg: TrainConfig):
                                    warmup_epochs=cfg.warmup_epochs, decay_epochs=cfg.epochs - cfg.warmup_epochs,
                                    num_epochs=cfg.epochs)
     # AdamW; no weight decay on norms, biases, class token and position embedding
-    optimizer = make_optimizer(model, lr_schedule, cfg.weight_decay, cfg.pos_embed_lr_scale)
+    optimizer = make_optimizer(model, lr_schedule, cfg.weight_decay, cfg.pos_embed_lr_scale,
+                               cfg.pos_embed_weight_decay)
     loss_fn = create_loss(name="CE", label_smoothing=cfg.label_smoothing)
     return Run(cfg=cfg, rank=rank, world_size=world_size, device=device, classes=classes, model=model,
                network=network, optimizer=optimizer, lr_schedule=lr_schedule,
@@ -213,7 +214,7 @@ def train_one_epoch(run, epoch, resumed=False):
     cfg = run.cfg
     run.network.set_train(True)
     start, loss_sum, loss_count = time.time(), 0.0, 0
-    bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not run.is_main)
+    bar = progress_bar(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not run.is_main)
     pending = []  # losses not yet read back from the device (each read is a host sync)
     for step, (images, labels) in enumerate(run.train_data(epoch).dataset.create_tuple_iterator(num_epochs=1)):
         pending.append(run.train_step(images, labels))

@@ -101,11 +101,16 @@ def main(argv=None):
                                                              "(default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON (default: a table)")
     args = parser.parse_args(argv)
+    return print_report(parser, lambda: run(args.batch_size, args.runs), format_table, args.json)
+
+
+def print_report(parser, make_report, format_table, as_json):
+    """Print make_report() as a table or as JSON; a ValueError it raises is one ``error:`` line and exit status 2."""
     try:
-        report = run(args.batch_size, args.runs)
+        report = make_report()
     except ValueError as err:
         parser.exit(2, f"error: {err}\n")
-    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    print(json.dumps(report, indent=2) if as_json else format_table(report))
     return 0
 
 
