@@ -99,7 +99,7 @@ class _GeluFunction(nn.Cell):
 class GELU(nn.GELU):
     """nn.GELU (``approximate`` True: tanh form, False: exact erf form). The exact form is x * Phi(x) computed by
     vit_ms's C++ kernels (float32), or, where they cannot be built, written with MindSpore's erf kernel (faster than
-    its GELU kernel); both within 5e-8 of float64. The tanh form keeps MindSpore's GELU kernel (its CPU tanh kernel
+    its GELU kernel); Phi(x) within 8e-8 of float64. The tanh form keeps MindSpore's GELU kernel (its CPU tanh kernel
     is off by up to 1e-4 for |x| in [3, 7])."""
 
     def __init__(self, approximate=True):
