@@ -1,7 +1,7 @@
 """Numerics unchanged by refactoring: the demo model, trained one epoch with a fixed seed on CPU with vit_ms's CPU
 kernels, ends with bit-identical weights to those recorded. The first record (commit 7fa6939) held through the
-package's redesign; it was re-recorded when the sample data and the demo recipe changed, and when the exact-GELU kernel was
-vectorized (2026-12-02)."""
+package's redesign; it was re-recorded when the sample data and the demo recipe changed, and when the exact-GELU
+kernel was vectorized (2026-12-02)."""
 import os
 import platform
 import subprocess
