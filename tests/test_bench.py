@@ -120,6 +120,8 @@ def test_cli_json(tmp_path):
     (dict(compare=("keras",)), r"compare: unknown framework\(s\) \['keras'\]"),
     (dict(image_size=30), r"image_size 30 is not divisible by the patch size 16"),
     (dict(dropout=0.1), r"unknown architecture override\(s\) \['dropout'\]"),
+    (dict(in_process="keras", rounds=1), r"in_process: unknown framework 'keras'"),
+    (dict(in_process="timm", rounds=3), r"an in-process run measures once \(rounds=1\), got rounds=3"),
 ])
 def test_bad_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -132,3 +134,28 @@ def test_mixed_precision_o2_is_measured():
     ours = report["results"][0]
     assert "error" not in ours, ours.get("error")
     assert ours["amp_level"] == "O2" and ours["train"]["img_per_s"] > 0 and ours["eval"]["img_per_s"] > 0
+
+
+def test_in_process_run_measures_one_framework_in_a_plain_process(tmp_path):
+    """--in-process: the command's own process measures the one framework (no worker is spawned), and nothing has
+    imported MindSpore before it, so a timm measurement starts as a plain PyTorch process would."""
+    args = [sys.executable, "-m", "vit_ms", "bench", "--json", "--mode", "train", "--in-process", "vit_ms"]
+    for key, value in TINY.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=dict(os.environ, GLOG_v="3"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert len(report["rounds"]) == 1 and [r["framework"] for r in report["rounds"][0]] == ["vit_ms"]
+    ours = report["results"][0]
+    assert ours["train"]["img_per_s"] > 0 and ours["threads"]["runtime_num_threads"] >= 1
+    assert "round 1/1, measuring vit_ms" in done.stderr
+    script = ("import sys; from vit_ms import bench\n"
+              "def timm_worker(config):\n"
+              "    raise RuntimeError(f'mindspore imported: {\"mindspore\" in sys.modules}')\n"
+              "bench._timm_available, bench._timm_worker = lambda: True, timm_worker\n"
+              f"print(bench.run_benchmark(in_process='timm', rounds=1, **{TINY!r})['rounds'][0][0]['error'])")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=dict(os.environ, GLOG_v="3"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "RuntimeError: mindspore imported: False"

@@ -196,9 +196,14 @@ def _timm_worker(config):
 
 
 def _worker(framework, config, queue):
+    _restore_environment(config["env"])
+    queue.put(_measure(framework, config))
+
+
+def _measure(framework, config):
+    """Measure one framework in this process (a fresh one: the bench's workers, or a plain ``--in-process`` run)."""
     from .runtime import quiet_mindspore
 
-    _restore_environment(config["env"])
     started_with = {name: process_env(name) for name in THREAD_VARIABLES}
     quiet_mindspore()
     load = _load_average()
@@ -208,7 +213,7 @@ def _worker(framework, config, queue):
         result = dict(framework=framework, error=f"{type(err).__name__}: {str(err).strip().splitlines()[0]}")
     result["load_average"] = load  # 1-minute load when this framework's measurement started
     result["started_with"] = started_with  # the thread variables before the framework was imported
-    queue.put(result)
+    return result
 
 
 def _load_average():
@@ -252,12 +257,14 @@ def _timm_available():
 
 
 def run_benchmark(model="vit_b_16", batch_size=8, image_size=224, mode="both", steps=5, warmup=2,
-                  compare=("mindcv", "timm"), device="auto", num_classes=1000, amp_level=None, rounds=3, **overrides):
+                  compare=("mindcv", "timm"), device="auto", num_classes=1000, amp_level=None, rounds=3,
+                  in_process=None, **overrides):
     """Measure vit_ms (and the frameworks in ``compare``) ``rounds`` times in turn and return the report dict that
     ``format_table`` prints and ``--json`` writes: every round's results, and per framework the medians with the
     median of the per-round ratios. ``overrides``: architecture changes of the named model (patch_size, embed_dim,
-    depth, num_heads)."""
-    from .factory import MODEL_CONFIGS
+    depth, num_heads). ``in_process``: a framework name; measure only that one, once, in this process (a plain
+    process, to check the spawned workers against)."""
+    from .config import MODEL_CONFIGS
 
     if model not in MODEL_CONFIGS:
         raise ValueError(f"unknown model {model!r}; valid names: {', '.join(MODEL_CONFIGS)}")
@@ -282,6 +289,12 @@ def run_benchmark(model="vit_b_16", batch_size=8, image_size=224, mode="both", s
                   num_classes=num_classes, amp_level=amp_level, rounds=rounds, env=_user_environment())
 
     frameworks = ("vit_ms",) + tuple(f for f in FRAMEWORKS[1:] if f in compare)
+    if in_process is not None:
+        if in_process not in FRAMEWORKS:
+            raise ValueError(f"in_process: unknown framework {in_process!r}; choose from {', '.join(FRAMEWORKS)}")
+        if rounds != 1:
+            raise ValueError(f"an in-process run measures once (rounds=1), got rounds={rounds}")
+        frameworks = (in_process,)
     context = multiprocessing.get_context("spawn")  # a fresh interpreter per framework and round
     all_rounds = []
     for round_index in range(rounds):
@@ -292,7 +305,7 @@ def run_benchmark(model="vit_b_16", batch_size=8, image_size=224, mode="both", s
                                                                "pip install torch timm to compare)"))
                 continue
             print(f"bench: round {round_index + 1}/{rounds}, measuring {framework} ...", file=sys.stderr, flush=True)
-            results.append(_run_worker(context, framework, config))
+            results.append(_measure(framework, config) if in_process else _run_worker(context, framework, config))
         all_rounds.append(results)
     summary = [_summarise([r[k] for r in all_rounds], config["modes"], batch_size, [r[0] for r in all_rounds])
                for k in range(len(frameworks))]

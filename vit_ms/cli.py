@@ -306,7 +306,7 @@ def _bench(args):
                            steps=args.steps, warmup=args.warmup, compare=tuple(args.compare), device=args.device,
                            num_classes=args.num_classes, amp_level=args.amp_level, patch_size=args.patch_size,
                            embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads,
-                           rounds=args.rounds)
+                           rounds=args.rounds or (1 if args.in_process else 3), in_process=args.in_process)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 1 if any("error" in r for results in report["rounds"] for r in results) else 0
 
@@ -328,14 +328,18 @@ def _add_bench(subparsers):
     p.add_argument("--mode", choices=("both",) + MODES, default="both",
                    help="eval (forward), train (step) or both")
     p.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="rounds, each measuring every framework in turn; the ratios are the median of the per-round ones")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="rounds, each measuring every framework in turn; the ratios are the median of the per-round "
+                        "ones (default: 3)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after the first call")
     p.add_argument("--compare", nargs="*", default=list(FRAMEWORKS[1:]), choices=FRAMEWORKS[1:],
                    help="frameworks to measure beside vit_ms (none: just vit_ms)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP + " (MindSpore models)")
     p.add_argument("--amp-level", default=None, choices=AMP_LEVELS,
                    help="MindSpore mixed precision (default: O0 on CPU, O2 on Ascend/GPU, as training)")
+    p.add_argument("--in-process", choices=FRAMEWORKS, default=None, metavar="FRAMEWORK",
+                   help="measure only this framework (vit_ms, mindcv or timm), once, in this process: a plain "
+                        "process to check the spawned workers against")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

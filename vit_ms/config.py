@@ -11,6 +11,17 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 HALF_MEAN, HALF_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 CROP_PCT = 0.875  # evaluation: resize the shorter side to image_size / 0.875, then centre-crop image_size
 
+# the named ViT sizes (the paper's Ti/S/B/L/H, patch size in the name); constructor arguments of VisionTransformer
+MODEL_CONFIGS = {
+    "vit_ti_16": dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
+    "vit_s_16": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6),
+    "vit_b_16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
+    "vit_b_32": dict(patch_size=32, embed_dim=768, depth=12, num_heads=12),
+    "vit_l_16": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
+    "vit_l_32": dict(patch_size=32, embed_dim=1024, depth=24, num_heads=16),
+    "vit_h_14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
+}
+
 # metadata entries of the checkpoints vit_ms writes
 CONFIG_KEY = "vit_ms_config"    # the model's constructor arguments (JSON)
 CLASSES_KEY = "vit_ms_classes"  # the class folder names (JSON list)

@@ -3,21 +3,12 @@ import difflib
 import fnmatch
 from pathlib import Path
 
+from .config import MODEL_CONFIGS
 from .download import COURSE_CHECKPOINT_URL, download
 from .model import VisionTransformer
 from .runtime import cache_dir
 from .weights import load_pretrained
 
-# name -> (patch_size, embed_dim, depth, num_heads)
-MODEL_CONFIGS = {
-    "vit_ti_16": dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
-    "vit_s_16": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6),
-    "vit_b_16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
-    "vit_b_32": dict(patch_size=32, embed_dim=768, depth=12, num_heads=12),
-    "vit_l_16": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
-    "vit_l_32": dict(patch_size=32, embed_dim=1024, depth=24, num_heads=16),
-    "vit_h_14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
-}
 _TIMM_SIZES = {"ti": "tiny", "s": "small", "b": "base", "l": "large", "h": "huge"}
 
 

@@ -112,7 +112,7 @@ def run(model="vit_b_16", image_size=224, batch_size=8, steps=2, warmup=1, outpu
     """The report: per kernel class and op type, ms and launches per step; the step's wall time with and without."""
     from mindspore.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
 
-    from ..factory import MODEL_CONFIGS
+    from ..config import MODEL_CONFIGS
 
     if model not in MODEL_CONFIGS:
         raise ValueError(f"unknown model {model!r}; valid names: {', '.join(MODEL_CONFIGS)}")
