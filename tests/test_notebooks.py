@@ -33,12 +33,11 @@ def test_notebook_passes_strict_nbval_alone(name, tmp_path):
 
 
 def _outputs(notebook):
-    """Every code cell's source with the text it printed, and the error outputs, of an executed notebook."""
+    """(source, printed text) of every code cell of an executed notebook, and its error outputs."""
     import json
 
     cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
-    printed = ["".join(c["source"]) + "\n>>>\n" + "".join("".join(o.get("text", "")) for o in c["outputs"])
-               for c in cells]
+    printed = [("".join(c["source"]), "".join("".join(o.get("text", "")) for o in c["outputs"])) for c in cells]
     errors = [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
     return printed, errors
 
@@ -69,12 +68,13 @@ def test_notebooks_02_and_05_show_the_published_vit_b16_when_its_checkpoint_is_t
         executed[name], errors = _outputs(tmp_path / "out" / f"{name}.ipynb")
         assert not errors, errors
     checkpoint = str(repo / "checkpoints" / "vit_b_16_224.ckpt")
-    text02, text05 = "\n".join(executed["02_position_embedding"]), "\n".join(executed["05_evaluation"])
+    text02, text05 = ("\n".join(out for _, out in executed[name])
+                      for name in ("02_position_embedding", "05_evaluation"))
     assert f"published ViT-B/16 loaded from {checkpoint}" in text02
     assert "not on this machine" not in text02 + text05
     # the published model gets its row in the structure table
-    assert any("position_structure" in c.split(">>>")[0] and "published ViT-B/16" in c.split(">>>")[1]
-               for c in executed["02_position_embedding"])
+    assert any("position_structure" in source and "published ViT-B/16" in out
+               for source, out in executed["02_position_embedding"])
     top5 = text05.split("top-5 for the photo:\n", 1)[1].splitlines()[:5]
     assert f"ViT-B/16 from {checkpoint}, 86,567,656 parameters" in text05
     assert len(top5) == 5 and all(line.strip().split("  ")[0].endswith("%") for line in top5), top5
