@@ -109,7 +109,7 @@ def scaled(command, server):
         ("python -m vit_ms.kernels.bench", "--batch-size 1 --runs 1"),
         ("python -m vit_ms.kernels.profile",
          "--model vit_ti_16 --depth 1 --image-size 32 --patch-size 8 --batch-size 2 --num-classes 10 --steps 1 "
-         "--warmup 0"),
+         "--warmup 1"),
     ]
     for prefix, flags in rules:
         if command == prefix or command.startswith(prefix + " "):
