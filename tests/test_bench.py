@@ -101,14 +101,18 @@ def test_table_shows_every_row_and_ratio(report):
     assert "2 interleaved round(s)" in table
 
 
-def test_cli_json(tmp_path):
-    args = [sys.executable, "-m", "vit_ms", "bench", "--json", "--mode", "eval", "--rounds", "1", "--compare"]
+def run_bench_cli(cwd, *flags):
+    """`python -m vit_ms bench --json FLAGS` on the TINY model; (its report, its stderr)."""
+    args = [sys.executable, "-m", "vit_ms", "bench", "--json", *flags]
     for key, value in TINY.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env=dict(os.environ, GLOG_v="3"))
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=cwd, env=dict(os.environ, GLOG_v="3"))
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
+    return json.loads(done.stdout), done.stderr
+
+
+def test_cli_json(tmp_path):
+    report, _ = run_bench_cli(tmp_path, "--mode", "eval", "--rounds", "1", "--compare")
     assert report["modes"] == ["eval"] and [r["framework"] for r in report["results"]] == ["vit_ms"]
     assert report["results"][0]["eval"]["img_per_s"] > 0 and "train" not in report["results"][0]
 
@@ -139,17 +143,11 @@ def test_mixed_precision_o2_is_measured():
 def test_in_process_run_measures_one_framework_in_a_plain_process(tmp_path):
     """--in-process: the command's own process measures the one framework (no worker is spawned), and nothing has
     imported MindSpore before it, so a timm measurement starts as a plain PyTorch process would."""
-    args = [sys.executable, "-m", "vit_ms", "bench", "--json", "--mode", "train", "--in-process", "vit_ms"]
-    for key, value in TINY.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                          env=dict(os.environ, GLOG_v="3"))
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout)
+    report, stderr = run_bench_cli(tmp_path, "--mode", "train", "--in-process", "vit_ms")
     assert len(report["rounds"]) == 1 and [r["framework"] for r in report["rounds"][0]] == ["vit_ms"]
     ours = report["results"][0]
     assert ours["train"]["img_per_s"] > 0 and ours["threads"]["runtime_num_threads"] >= 1
-    assert "round 1/1, measuring vit_ms" in done.stderr
+    assert "round 1/1, measuring vit_ms" in stderr
     script = ("import sys; from vit_ms import bench\n"
               "def timm_worker(config):\n"
               "    raise RuntimeError(f'mindspore imported: {\"mindspore\" in sys.modules}')\n"
