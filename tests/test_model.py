@@ -12,7 +12,7 @@ from mindcv.models.vit import vit_b_16_224
 from numpy_vit import forward as numpy_forward
 from numpy_vit import from_vit_ms
 from vit_ms.factory import create_model
-from vit_ms.kernels.layers import _WIDE, GELU, Dense, LayerNorm, PatchConv2d, _column_blocks
+from vit_ms.kernels.layers import _WIDE, GELU, Dense, LayerNorm, PatchConv2d, _column_blocks, fused_attention
 from vit_ms.model import Attention, DropPath, VisionTransformer, _trunc_normal
 
 SMALL = dict(image_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=10)
@@ -309,6 +309,7 @@ def test_cpu_kernels_equal_native_kernels_with_gradients(config):
     assert not any(isinstance(cell, (Dense, GELU, LayerNorm, PatchConv2d)) for _, cell in native.cells_and_names())
     assert fast.blocks[0].norm1.fused is not None and fast.norm.fused is not None, "vit_ms.native did not build"
     assert fast.blocks[0].mlp.act.fused is not None          # used for the exact GELU only
+    assert fast.blocks[0].attn.fused is not None and native.blocks[0].attn.fused is None
     load_by_name(native, randomize(fast, np.random.default_rng(9), scale=0.2))
     x = images(4, 32)
     for model in (fast, native):
@@ -358,6 +359,35 @@ def test_layer_norm_fused_backward_equals_mindspore(shape, eps, built_with):
     assert relative_error(dx, dx_ref) <= 1e-5
     assert relative_error(dgamma, dgamma_ref) <= 1e-5
     assert relative_error(dbeta, dbeta_ref) <= 1e-5
+
+
+@pytest.mark.skipif(ms.get_context("device_target") != "CPU", reason="the fused kernel is CPU-only")
+@pytest.mark.parametrize("batch, tokens, heads, dim", [(2, 197, 12, 64), (3, 5, 2, 8), (1, 1, 1, 4)],
+                         ids=["vit-b", "small", "one-token"])
+def test_fused_attention_and_its_gradient_equal_float64(batch, tokens, heads, dim):
+    rng = np.random.default_rng(5)
+    qkv = (rng.standard_normal((batch, tokens, 3, heads, dim)) * 2).astype(np.float32)
+    weights = rng.standard_normal((batch, tokens, heads, dim)).astype(np.float32)
+    attention = fused_attention()
+    assert attention is not None, "vit_ms.native did not build the attention kernel"
+
+    def loss_fn(x):
+        return (attention(x) * ms.Tensor(weights)).sum()
+
+    out = attention(ms.Tensor(qkv)).asnumpy()
+    grad = ms.jit(ms.grad(loss_fn))(ms.Tensor(qkv)).asnumpy()
+    # float64 reference, written out: per head, p = softmax(q k.T / sqrt(d)), out = p v, and the chain rule
+    q, k, v = qkv.astype(np.float64).transpose(2, 0, 3, 1, 4)            # each [B, H, T, d]
+    scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(dim)
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    dout = weights.astype(np.float64).transpose(0, 2, 1, 3)
+    dp = dout @ v.transpose(0, 1, 3, 2)
+    dscores = p * (dp - (dp * p).sum(-1, keepdims=True)) / math.sqrt(dim)
+    expected_grad = np.stack([dscores @ k, dscores.transpose(0, 1, 3, 2) @ q, p.transpose(0, 1, 3, 2) @ dout])
+    # float32 sums over up to 197 tokens: a few float32 roundings off (MindSpore's own path too)
+    assert relative_error(out, (p @ v).transpose(0, 2, 1, 3)) <= 3e-6
+    assert relative_error(grad, expected_grad.transpose(1, 3, 0, 2, 4)) <= 3e-6
 
 
 @pytest.mark.parametrize("width, blocks", [(192, 1), (2048, 1), (3072, 2), (4096, 2), (5120, 4)])

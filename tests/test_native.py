@@ -5,7 +5,7 @@ import warnings
 import pytest
 
 from vit_ms.kernels import native
-from vit_ms.kernels.layers import LayerNorm
+from vit_ms.kernels.layers import LayerNorm, fused_attention
 
 
 @pytest.fixture
@@ -13,24 +13,44 @@ def fresh(monkeypatch, tmp_path):
     """An empty kernel cache and a cleared in-process memo; restored afterwards."""
     monkeypatch.setenv("VIT_MS_CACHE", str(tmp_path / "cache"))
     native.library.cache_clear()
+    native.dnnl_library.cache_clear()
     yield tmp_path / "cache"
     native.library.cache_clear()
+    native.dnnl_library.cache_clear()
 
 
-def test_library_is_built_once_and_reused(fresh):
-    path = native.library()
+@pytest.mark.parametrize("build", [native.library, native.dnnl_library], ids=["gelu-layernorm", "attention"])
+def test_library_is_built_once_and_reused(fresh, build):
+    path = build()
     assert path is not None and path.parent == fresh and path.suffix == ".so"
     built = path.stat().st_mtime_ns
-    native.library.cache_clear()
-    assert native.library() == path and path.stat().st_mtime_ns == built   # from the cache, not rebuilt
-    assert not list(fresh.glob("*.part"))                                   # no half-written file left
+    build.cache_clear()
+    assert build() == path and path.stat().st_mtime_ns == built   # from the cache, not rebuilt
+    assert not list(fresh.glob("*.part"))                           # no half-written file left
+
+
+def test_attention_library_links_mindspores_own_onednn(fresh):
+    import subprocess
+
+    onednn = native.mindspore_onednn()
+    assert onednn is not None and onednn.name.startswith("libdnnl.so.") and onednn.parent.parent.name == "mindspore"
+    linked = subprocess.run(["ldd", str(native.dnnl_library())], capture_output=True, text=True).stdout
+    assert f"{onednn.name} => {onednn}" in linked
+
+
+def test_missing_onednn_is_named_and_falls_back(fresh, monkeypatch):
+    monkeypatch.setattr(native, "mindspore_onednn", lambda: None)
+    with pytest.warns(RuntimeWarning, match=r"no oneDNN library \(mindspore/lib/libdnnl\.so\.\*\) for the attention "
+                                            r"kernel; using MindSpore's CPU kernels"):
+        assert fused_attention() is None
+    assert native.library() is not None                 # the other kernels do not need it
 
 
 def test_switched_off_by_environment(fresh, monkeypatch):
     monkeypatch.setenv("VIT_MS_NATIVE", "0")
     with warnings.catch_warnings():
         warnings.simplefilter("error")                       # switching it off on purpose is not worth a warning
-        assert native.library() is None
+        assert native.library() is None and native.dnnl_library() is None
         assert LayerNorm(8, 1e-6).fused is None              # MindSpore's kernels
     assert not fresh.exists()
 
@@ -40,9 +60,11 @@ def test_broken_compiler_warns_once_and_falls_back(fresh, monkeypatch):
     expected = r"false could not build gelu\.cc, layer_norm_grad\.cc \(exit status 1\); using MindSpore's CPU kernels"
     with pytest.warns(RuntimeWarning, match=expected):
         assert native.library() is None
+    with pytest.warns(RuntimeWarning, match=r"false could not build attention\.cc \(exit status 1\)"):
+        assert fused_attention() is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")                       # the result is remembered: no second warning
-        assert LayerNorm(8, 1e-6).fused is None
+        assert LayerNorm(8, 1e-6).fused is None and fused_attention() is None
     assert not list(fresh.glob("*"))                         # nothing half-built is cached
 
 

@@ -36,7 +36,7 @@ def report(tmp_path_factory):
 def test_classes_cover_the_step(report):
     classes = {c["name"]: c for c in report["classes"]}
     assert classes["matmul"]["launches"] > 0 and classes["matmul"]["ms"] > 0
-    for name in ("attention softmax", "layer norm", "GELU", "element-wise", "optimizer", "clipping"):
+    for name in ("attention", "layer norm", "GELU", "element-wise", "optimizer", "clipping"):
         assert classes[name]["launches"] > 0, name
     assert report["shapes_matched"]  # the profiler's shape lines matched its launches one to one
     assert sum(c["kernel_pct"] for c in report["classes"]) == pytest.approx(100)
@@ -57,7 +57,8 @@ def test_launches_per_step_follow_the_model(report):
     ops = {o["op"]: o for o in report["ops"]}
     assert ops["Adam"]["launches"] == params and ops["Adam"]["kind"] == "optimizer"  # one fused update per parameter
     assert ops["Square"]["launches"] == params and ops["Square"]["kind"] == "clipping"  # one per gradient
-    assert ops["Softmax"]["launches"] == 2  # one per block
+    assert ops["Custom AttentionForward"]["launches"] == 2 == ops["Custom AttentionBackward"]["launches"]  # per block
+    assert "Softmax" not in ops and "BatchMatMul" not in ops  # all in the fused attention kernels
     assert all(float(o["launches"]).is_integer() for o in report["ops"])  # every step launches the same kernels
 
 
@@ -75,15 +76,17 @@ def test_table_and_kept_files(tmp_path):
 def test_clipping_sum_of_squares_is_told_from_other_reductions():
     shapes = [["[64, 192]"], ["[64, 192]"], ["[64]"], ["[4, 17, 48]"], ["[48]"], ["[48]"], ["[68, 48]"],
               ["[20]", "[1]"], ["[1]", "[1]"], ["[4, 17, 48]"],
-              ["[4, 17, 48]", "[4, 17, 48]", "[4, 17, 1]", "[4, 17, 1]", "[48]"]]
+              ["[4, 17, 48]", "[4, 17, 48]", "[4, 17, 1]", "[4, 17, 1]", "[48]"],
+              ["[4, 17, 3, 3, 16]"], ["[4, 17, 3, 3, 16]", "[4, 3, 17, 17]", "[4, 17, 3, 16]"]]
     names = ["Default/Square-op0", "Expand/_SumExt/ReduceSum-op0", "Expand/_SumExt/ReduceSum-op1",
              "Expand/_SumExt/ReduceSum-op2", "Default/Square-op1", "Expand/_SumExt/ReduceSum-op3",
-             "Default/ReduceSum-op0", "Default/Mul-op0", "Default/AddN-op0", "Default/Custom-op0", "Default/Custom-op1"]
+             "Default/ReduceSum-op0", "Default/Mul-op0", "Default/AddN-op0", "Default/Custom-op0", "Default/Custom-op1",
+             "Default/Custom-op2", "Default/Custom-op3"]
     launches = [(i, 0.1, name, name.rsplit("/", 1)[1].split("-")[0], inputs)
                 for i, (name, inputs) in enumerate(zip(names, shapes))]
     kinds = [kind for _, kind in profile._classify(launches)]
     assert kinds == ["clipping"] * 3 + ["reductions", "clipping", "clipping", "reductions", "clipping", "clipping",
-                                        "GELU", "layer norm"]
+                                        "GELU", "layer norm", "attention", "attention"]
     assert profile._classify([(0, 0.1, "Default/Custom-op0", "Custom", None)]) == [("Custom", "other")]
 
 

@@ -27,11 +27,12 @@ _BATCH_MATMUL_NT = ops.BatchMatMul(transpose_b=True)  # q @ k.T without material
 
 def layer_set(cpu_kernels=None):
     """The layers a model is built from: MindSpore's nn.Dense, nn.LayerNorm, nn.GELU and nn.Conv2d, or, on the CPU,
-    vit_ms.kernels' versions of the same layers (same parameters, same results, faster there). This is the one speed
-    switch: ``cpu_kernels`` True/False, or None to let ``vit_ms.kernels.use_cpu_kernels`` decide."""
+    vit_ms.kernels' versions of the same layers (same parameters, same results, faster there), with
+    ``fused_attention``, which makes the attention of all heads one kernel (None: written out in Attention). This is
+    the one speed switch: ``cpu_kernels`` True/False, or None to let ``vit_ms.kernels.use_cpu_kernels`` decide."""
     if kernels.use_cpu_kernels(cpu_kernels):
         return kernels.cpu_layers()
-    return SimpleNamespace(Dense=nn.Dense, LayerNorm=nn.LayerNorm, GELU=nn.GELU, Conv2d=nn.Conv2d)
+    return SimpleNamespace(Dense=nn.Dense, LayerNorm=nn.LayerNorm, GELU=nn.GELU, Conv2d=nn.Conv2d, fused_attention=None)
 
 
 def _trunc_normal(shape, std, a=-2.0, b=2.0):
@@ -108,6 +109,8 @@ class Attention(nn.Cell):
         self.proj_drop = nn.Dropout(p=proj_drop)
         # Ascend: MindSpore's fused flash-attention kernel (float16/bfloat16, i.e. under mixed precision)
         self.flash_attention = current_device() == "Ascend" and attn_drop == 0.0 and self.head_dim % 16 == 0
+        # CPU: the same computation in one vit_ms C++ kernel (float32, without attention dropout)
+        self.fused = layers.fused_attention() if layers.fused_attention and attn_drop == 0.0 else None
 
     def heads(self, x):
         """Queries, keys and values, each [B, heads, T, head_dim]."""
@@ -127,13 +130,16 @@ class Attention(nn.Cell):
 
     def construct(self, x):
         b, t, d = x.shape
-        q, k, v = self.heads(x)
-        if self.flash_attention and q.dtype != ms.float32:
-            out = ops.flash_attention_score(q, k, v, self.num_heads, scalar_value=self.scale, input_layout="BNSD")
+        if self.fused is not None and x.dtype == ms.float32:  # the else branch's computation in one CPU kernel
+            out = self.fused(self.qkv(x).reshape(b, t, 3, self.num_heads, self.head_dim))
         else:
-            out = ops.matmul(self.attn_drop(self.softmax_scores(q, k)), v)  # [B, heads, T, head_dim]
-        out = out.transpose(0, 2, 1, 3).reshape(b, t, d)   # heads merged back: [B, T, D]
-        return self.proj_drop(self.proj(out))
+            q, k, v = self.heads(x)
+            if self.flash_attention and q.dtype != ms.float32:
+                out = ops.flash_attention_score(q, k, v, self.num_heads, scalar_value=self.scale, input_layout="BNSD")
+            else:
+                out = ops.matmul(self.attn_drop(self.softmax_scores(q, k)), v)  # [B, heads, T, head_dim]
+            out = out.transpose(0, 2, 1, 3)                # [B, T, heads, head_dim]
+        return self.proj_drop(self.proj(out.reshape(b, t, d)))  # heads merged back: [B, T, D]
 
 
 class Mlp(nn.Cell):

@@ -6,7 +6,9 @@ MindSpore layers, with the same parameters and results (tests compare logits and
 - ``PatchConv2d``: the patch-embedding convolution as one matmul over flattened patches;
 - ``Dense``: a backward pass that uses the fast matmul layouts;
 - ``LayerNorm`` (backward) and ``GELU`` (exact form): C++ kernels in ``csrc/``, run as MindSpore custom operators
-  and built on first use by ``native.py``. Where they cannot be built, these two keep MindSpore's kernels.
+  and built on first use by ``native.py``. Where they cannot be built, these two keep MindSpore's kernels;
+- ``fused_attention``: the attention of every head (scores, softmax, weighted values, and their gradients) in one
+  C++ kernel (``csrc/dnnl/``, with the sgemm of the oneDNN library MindSpore ships); None where it cannot be built.
 
 The switch: a model takes these layers when it is built with ``cpu_kernels=True``; with ``cpu_kernels=None`` (the
 default) ``use_cpu_kernels()`` decides: yes when the model will run on the CPU (``vit_ms.device.current_device()``)
@@ -34,4 +36,5 @@ def cpu_layers():
     """The CPU layers, named as the layer set ``vit_ms.model.layer_set`` returns."""
     from . import layers
 
-    return SimpleNamespace(Dense=layers.Dense, LayerNorm=layers.LayerNorm, GELU=layers.GELU, Conv2d=layers.PatchConv2d)
+    return SimpleNamespace(Dense=layers.Dense, LayerNorm=layers.LayerNorm, GELU=layers.GELU, Conv2d=layers.PatchConv2d,
+                           fused_attention=layers.fused_attention)

@@ -1,5 +1,6 @@
 """CPU versions of nn.Dense, nn.LayerNorm, nn.GELU and the patch-embedding nn.Conv2d: the same parameters and the same
-results as the MindSpore layer they subclass, computed with the kernels that are fast on MindSpore's CPU backend.
+results as the MindSpore layer they subclass, computed with the kernels that are fast on MindSpore's CPU backend; and
+the attention of every head in one C++ kernel.
 
 Why each one exists, with the measured figures: docs/performance.md.
 """
@@ -155,3 +156,37 @@ class LayerNorm(nn.LayerNorm):
         if self.fused is None or x.dtype != ms.float32:
             return super().construct(x)
         return self.fused(x, self.gamma, self.beta)[0]
+
+
+class _AttentionFunction(nn.Cell):
+    """The attention kernels as one differentiable function: qkv -> (out, probs); probs is kept for the backward."""
+
+    def __init__(self, forward, backward):
+        super().__init__()
+        self.attention = forward
+        self.attention_grad = backward
+
+    def construct(self, qkv):
+        return self.attention(qkv)
+
+    def bprop(self, qkv, out, dout):
+        return (self.attention_grad(qkv, out[1], dout[0]),)
+
+
+class FusedAttention(nn.Cell):
+    """softmax(q @ k.T / sqrt(head_dim)) @ v in every head, float32, from the qkv layer's output reshaped to
+    [B, T, 3, heads, head_dim] to the heads' outputs [B, T, heads, head_dim]: what ``vit_ms.model.Attention`` computes
+    with transposes, BatchMatMul and Softmax, in vit_ms's C++ kernels (no attention dropout)."""
+
+    def __init__(self, kernels):
+        super().__init__()
+        self.function = _AttentionFunction(*kernels)
+
+    def construct(self, qkv):
+        return self.function(qkv)[0]
+
+
+def fused_attention():
+    """A FusedAttention, or None where its kernels cannot be built (MindSpore's kernels are used then)."""
+    kernels = native.attention()
+    return None if kernels is None else FusedAttention(kernels)

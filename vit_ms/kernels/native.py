@@ -1,14 +1,17 @@
 """C++ kernels for MindSpore's CPU backend (``vit_ms/kernels/csrc``), built on first use with the system C++ compiler.
 
 MindSpore runs them as custom operators (``ops.Custom`` with ``func_type="aot"``). They replace CPU kernels that are
-far slower than the memory traffic they need (figures: docs/performance.md). The shared library is
-compiled once per source version, compiler and machine type, and cached in ``$VIT_MS_CACHE`` (default
-``~/.cache/vit_ms``). Where it cannot be built (no compiler, not Linux), vit_ms warns once and keeps MindSpore's own
-kernels: the results are the same, only slower. ``VIT_MS_NATIVE=0`` switches them off, with the rest of
-vit_ms.kernels (see its ``use_cpu_kernels``).
+far slower than the work they do (figures: docs/performance.md). Two shared libraries: ``csrc/*.cc`` (GELU,
+LayerNorm backward), and ``csrc/dnnl/*.cc`` (attention), linked against the oneDNN library that MindSpore ships for
+its sgemm. Each is compiled once per source version, compiler, machine type (and oneDNN file), and cached in
+``$VIT_MS_CACHE`` (default ``~/.cache/vit_ms``). Where one cannot be built (no compiler, not Linux, no oneDNN in the
+MindSpore installation), vit_ms warns once and keeps MindSpore's own kernels for its layers: the results are the
+same, only slower. ``VIT_MS_NATIVE=0`` switches them off, with the rest of vit_ms.kernels (see its
+``use_cpu_kernels``).
 """
 import functools
 import hashlib
+import importlib.util
 import os
 import platform
 import shutil
@@ -19,7 +22,10 @@ from pathlib import Path
 
 from ..runtime import cache_dir
 
-SOURCES = tuple(sorted((Path(__file__).parent / "csrc").glob("*.cc")))
+CSRC = Path(__file__).parent / "csrc"
+SOURCES = tuple(sorted(CSRC.glob("*.cc")))
+DNNL_SOURCES = tuple(sorted((CSRC / "dnnl").glob("*.cc")))
+HEADERS = tuple(sorted(CSRC.rglob("*.h")))
 # -ffp-contract=off: no a * b + c fused into one FMA rounding, so that gelu.cc's AVX-512, AVX2 and baseline versions
 # (picked at load time by the CPU) give the same bits.
 FLAGS = ("-std=c++17", "-O3", "-ffp-contract=off", "-shared", "-fPIC", "-pthread")
@@ -29,9 +35,36 @@ def _compiler():
     return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
 
 
+def mindspore_onednn():
+    """MindSpore's own oneDNN library (mindspore/lib/libdnnl.so.N; oneDNN 3 in MindSpore 2.10, 2 in 2.7), or None."""
+    spec = importlib.util.find_spec("mindspore")
+    folders = [Path(p) / "lib" for p in (spec.submodule_search_locations or [])] if spec else []
+    found = sorted(f for folder in folders for f in folder.glob("libdnnl.so.*") if f.is_file())
+    return found[-1] if found else None
+
+
 @functools.lru_cache(maxsize=None)
 def library():
-    """Path of the compiled kernel library, or None (after one warning) when it is switched off or cannot be built."""
+    """Path of the compiled GELU and LayerNorm library, or None (after one warning) when it is switched off or cannot
+    be built."""
+    return _build("vit_ms_cpu", SOURCES)
+
+
+@functools.lru_cache(maxsize=None)
+def dnnl_library():
+    """Path of the compiled attention library, linked against MindSpore's oneDNN, or None (after one warning)."""
+    if os.environ.get("VIT_MS_NATIVE", "1") == "0":
+        return None
+    onednn = mindspore_onednn()
+    if onednn is None:
+        return _unavailable("this MindSpore installation has no oneDNN library (mindspore/lib/libdnnl.so.*) for the "
+                            "attention kernel")
+    return _build("vit_ms_dnnl", DNNL_SOURCES, (str(onednn), f"-Wl,-rpath,{onednn.parent}"))
+
+
+def _build(name, sources, link=()):
+    """Compile ``sources`` (with ``link``: libraries and linker flags) into a cached shared library; its path, or
+    None after one warning."""
     if os.environ.get("VIT_MS_NATIVE", "1") == "0":
         return None
     if not sys.platform.startswith("linux"):
@@ -40,11 +73,11 @@ def library():
     if compiler is None:
         return _unavailable("no C++ compiler found (install g++ or set CXX)")
     key = hashlib.sha256()
-    for part in (compiler, platform.machine(), *FLAGS):
+    for part in (compiler, platform.machine(), *FLAGS, *link):
         key.update(part.encode())
-    for source in SOURCES:
+    for source in (*sources, *HEADERS):
         key.update(source.read_bytes())
-    target = cache_dir() / f"vit_ms_cpu_{key.hexdigest()[:16]}.so"
+    target = cache_dir() / f"{name}_{key.hexdigest()[:16]}.so"
     if target.is_file():
         return target
     partial = target.with_name(f"{target.name}.{os.getpid()}.part")
@@ -53,14 +86,14 @@ def library():
     except OSError as err:
         return _unavailable(f"cannot create the kernel cache {target.parent} ({err}; set VIT_MS_CACHE)")
     try:
-        result = subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", str(partial)], capture_output=True,
-                                text=True, timeout=300)
+        result = subprocess.run([compiler, *FLAGS, *map(str, sources), *link, "-o", str(partial)],
+                                capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as err:
         return _unavailable(f"running {compiler} failed: {err}")
     if result.returncode != 0:
         partial.unlink(missing_ok=True)
         details = result.stderr.strip()[-2000:] or f"exit status {result.returncode}"
-        return _unavailable(f"{compiler} could not build {', '.join(s.name for s in SOURCES)} ({details})")
+        return _unavailable(f"{compiler} could not build {', '.join(s.name for s in sources)} ({details})")
     os.replace(partial, target)  # atomic: several processes (msrun workers) may build at the same time
     return target
 
@@ -91,4 +124,18 @@ def gelu():
                          func_type="aot")
     backward = ops.Custom(f"{path}:GeluBackward", out_shape=lambda x, cdf, dy: x, out_dtype=lambda x, cdf, dy: x,
                           func_type="aot")
+    return forward, backward
+
+
+def attention():
+    """The attention operators, float32, or None: forward qkv [B, T, 3, H, d] -> (out [B, T, H, d], probs
+    [B, H, T, T]), backward (qkv, probs, dout) -> dqkv."""
+    path = dnnl_library()
+    if path is None:
+        return None
+    from mindspore import ops
+    forward = ops.Custom(f"{path}:AttentionForward", func_type="aot", out_dtype=lambda qkv: (qkv, qkv),
+                         out_shape=lambda qkv: ([*qkv[:2], *qkv[3:]], [qkv[0], qkv[3], qkv[1], qkv[1]]))
+    backward = ops.Custom(f"{path}:AttentionBackward", out_shape=lambda qkv, probs, dout: qkv,
+                          out_dtype=lambda qkv, probs, dout: qkv, func_type="aot")
     return forward, backward

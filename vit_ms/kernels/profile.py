@@ -7,8 +7,8 @@ The step is the one ``python -m vit_ms bench --mode train`` times (make_train_st
 1.0). After ``--warmup`` steps (the first compiles) and ``--steps`` timed without the profiler,
 ``mindspore.profiler.profile(activities=[ProfilerActivity.CPU])`` runs one warm-up step of its own and records
 ``--steps`` more: each kernel launch's duration (FRAMEWORK/cpu_op_execute_timestamp_0.txt) and input shapes
-(cpu_framework_0.txt). Kernel class by op type; vit_ms's ``Custom`` kernels by their inputs (1 or 3: GELU, 5: LayerNorm
-backward); clipping: Square, the ReduceSums right after one, element-wise ops on the [1]-shaped global norm. Wall time
+(cpu_framework_0.txt). Kernel class by op type; vit_ms's ``Custom`` kernels by their inputs (a [B, T, 3, H, d] first
+input: attention; else 1 or 3 inputs: GELU, 5: LayerNorm backward); clipping: Square, the ReduceSums right after one, element-wise ops on the [1]-shaped global norm. Wall time
 minus kernel sum is time outside kernels. The profiler's files are deleted unless ``--output DIR`` keeps them.
 """
 if __name__ == "__main__":  # run as a script or with python -m: MindSpore quiet before it starts
@@ -30,8 +30,8 @@ from ..checks import check_int
 from .bench import print_report
 
 CLASSES = {name: kind for kind, names in {  # op type -> kernel class; types not listed here are "other"
-    "matmul": "MatMul BatchMatMul Dense Conv2D Conv2DBackpropInput Conv2DBackpropFilter",
-    "attention softmax": "Softmax SoftmaxGrad", "layer norm": "LayerNorm LayerNormGrad",
+    "matmul": "MatMul Dense Conv2D Conv2DBackpropInput Conv2DBackpropFilter",
+    "attention": "BatchMatMul Softmax SoftmaxGrad", "layer norm": "LayerNorm LayerNormGrad",
     "GELU": "GeLU GeLUGrad FastGeLU FastGeLUGrad", "optimizer": "Adam ApplyGradientDescent Assign AssignAdd",
     "element-wise": "Add AddN BiasAdd Sub Mul Div RealDiv Neg Exp Log Sqrt Rsqrt Square Reciprocal Maximum Minimum "
                     "Cast Equal Select MaskedFill",
@@ -39,6 +39,7 @@ CLASSES = {name: kind for kind, names in {  # op type -> kernel class; types not
                               "Split Tile BroadcastTo ExpandDims Squeeze Gather GatherD GatherDGradV2 Identity",
     "reductions": "ReduceSum ReduceMean ReduceMax ArgMax BiasAddGrad"}.items() for name in names.split()}
 CUSTOM = {1: ("GeluForward", "GELU"), 3: ("GeluBackward", "GELU"), 5: ("LayerNormGrad", "layer norm")}  # by inputs
+CUSTOM_ATTENTION = {1: "AttentionForward", 3: "AttentionBackward"}  # by inputs, the first one [B, T, 3, H, d]
 
 
 def _launches(folder):
@@ -63,10 +64,12 @@ def _classify(launches):
     for _, _, name, op, shapes in launches:
         kind = CLASSES.get(op, "other")
         dims = json.loads(shapes[0]) if shapes and shapes[0].startswith("[") else None
-        if op == "Custom" and shapes is not None and len(shapes) in CUSTOM:
+        if op == "Custom" and dims is not None and len(dims) == 5 and dims[2] == 3 and len(shapes) in CUSTOM_ATTENTION:
+            op, kind = "Custom " + CUSTOM_ATTENTION[len(shapes)], "attention"
+        elif op == "Custom" and shapes is not None and len(shapes) in CUSTOM:
             op, kind = "Custom " + CUSTOM[len(shapes)][0], CUSTOM[len(shapes)][1]
         elif "_SoftmaxBackward" in name:
-            kind = "attention softmax"
+            kind = "attention"
         elif op == "Square" or (shapes and "[1]" in shapes and kind == "element-wise") or (
                 op == "ReduceSum" and previous[1] == "clipping" and (previous[0] == "Square" or (
                     previous[0] == "ReduceSum" and len(previous[2] or ()) == 2 and dims == previous[2][:1]))):

@@ -13,58 +13,17 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <thread>
-#include <vector>
 
-// The loops are compiled for AVX-512, AVX2 and baseline x86-64, and the widest one the CPU has is picked at load
-// time: the library is built without -march=native, since it is cached and may be used on another machine.
-// native.py builds with -ffp-contract=off (no FMA contraction), so every version rounds alike and gives the same bits.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)  // clones need ifunc
-#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VECTOR_CLONES
-#endif
+#include "parallel.h"
+#include "vector_math.h"
 
 namespace {
 
+using vit_ms::ExpNonPositive;
+using vit_ms::ParallelFor;
+using vit_ms::Select;
+
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
-
-inline uint32_t BitsOf(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-inline float FloatOf(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-// c ? a : b on the bits. Both values are computed first: g++ does not vectorize a conditional that would compute
-// one of them only on one side (a float operation may raise a floating-point exception, -ftrapping-math).
-inline float Select(bool c, float a, float b) {
-  const uint32_t mask = 0u - static_cast<uint32_t>(c);
-  return FloatOf((BitsOf(a) & mask) | (BitsOf(b) & ~mask));
-}
-
-// e^a for a <= 0 (NaN stays NaN): a = n ln2 + r with n an integer and |r| <= ln2 / 2, e^a = 2^n e^r.
-inline float ExpNonPositive(float a) {
-  constexpr float kMin = -87.3365448f;            // ln of the smallest normal float; below it the result is 0
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kRound = 12582912.0f;           // 1.5 * 2^23: adding it rounds to an integer, kept in the low bits
-  constexpr float kLn2Hi = 0.693359375f;          // ln 2 in two parts; n * kLn2Hi is exact (kLn2Hi has 9 bits)
-  constexpr float kLn2Lo = -2.12194440e-4f;
-  const float c = Select(a < kMin, kMin, a);
-  const float k = c * kLog2e + kRound;
-  const float n = k - kRound;
-  const float r = (c - n * kLn2Hi) - n * kLn2Lo;
-  // e^r = 1 + r + r^2 q(r), q a minimax polynomial for (e^r - 1 - r) / r^2 on [-ln2/2, ln2/2]
-  const float q = 0.49999994f + r * (0.166665211f + r * (0.0416684002f + r * (0.00836872216f + r * 0.00138137839f)));
-  const float er = 1.0f + (r + r * r * q);
-  const float two_n = FloatOf((BitsOf(k) + 127u) << 23);  // n + 127 in the exponent field: 2^n, n in [-126, 0]
-  return Select(a < kMin, 0.0f, er * two_n);
-}
 
 // Phi(x) = base + rest with base in {0, 1/2, 1}, so that x * Phi(x) can be formed as x * base (exact) + x * rest
 // without rounding Phi first. Both forms below are computed and one is selected: the loops have no branches.
@@ -108,20 +67,6 @@ VECTOR_CLONES void GeluBackwardRange(const float *x, const float *cdf, const flo
     const float xc = ClampBoth(x[i]);
     dx[i] = dy[i] * (cdf[i] + xc * kInvSqrt2Pi * ExpNonPositive(-0.5f * xc * xc));
   }
-}
-
-template <typename Body>
-void ParallelFor(int64_t n, Body body) {
-  constexpr int64_t kMinPerThread = 1 << 16;  // small tensors: thread start-up would cost more than it saves
-  const int64_t cores = std::max(1u, std::thread::hardware_concurrency());
-  const int64_t threads = std::max<int64_t>(1, std::min(cores, n / kMinPerThread));
-  const int64_t chunk = (n + threads - 1) / threads;
-  std::vector<std::thread> workers;
-  for (int64_t t = 1; t < threads; ++t) {
-    workers.emplace_back(body, t * chunk, std::min(n, (t + 1) * chunk));
-  }
-  body(0, std::min(n, chunk));
-  for (auto &w : workers) w.join();
 }
 
 int64_t Elements(int ndim, const int64_t *shape) {
