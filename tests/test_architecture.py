@@ -230,8 +230,12 @@ def test_a_wheel_carries_the_class_names_and_the_kernel_sources(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = tmp_path.glob("vit_ms-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"vit_ms/imagenet_class_names.json", "vit_ms/kernels/csrc/gelu.cc",
-            "vit_ms/kernels/csrc/layer_norm_grad.cc", "vit_ms/weights/load.py"} <= names
+    from vit_ms.kernels import native
+
+    kernel_files = {p.relative_to(ROOT).as_posix() for p in (*native.SOURCES, *native.DNNL_SOURCES, *native.HEADERS)}
+    assert {"vit_ms/kernels/csrc/gelu.cc", "vit_ms/kernels/csrc/dnnl/attention.cc",
+            "vit_ms/kernels/csrc/vector_math.h"} <= kernel_files      # every file native.py compiles or includes
+    assert {"vit_ms/imagenet_class_names.json", "vit_ms/weights/load.py", *kernel_files} <= names
     metadata = next(n for n in names if n.endswith("METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
     assert "Requires-Dist: mindspore<2.11,>=2.7" in text and "Requires-Dist: numpy<2,>=1.25" in text
