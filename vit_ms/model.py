@@ -27,9 +27,8 @@ _BATCH_MATMUL_NT = ops.BatchMatMul(transpose_b=True)  # q @ k.T without material
 
 def layer_set(cpu_kernels=None):
     """The layers a model is built from: MindSpore's nn.Dense, nn.LayerNorm, nn.GELU and nn.Conv2d, or, on the CPU,
-    vit_ms.kernels' versions of the same layers (same parameters, same results, faster there), with
-    ``fused_attention``, which makes the attention of all heads one kernel (None: written out in Attention). This is
-    the one speed switch: ``cpu_kernels`` True/False, or None to let ``vit_ms.kernels.use_cpu_kernels`` decide."""
+    vit_ms.kernels' versions (same parameters, same results, faster there) and ``fused_attention`` (all heads in one
+    kernel). This is the one speed switch: ``cpu_kernels`` True/False, or None to let ``use_cpu_kernels`` decide."""
     if kernels.use_cpu_kernels(cpu_kernels):
         return kernels.cpu_layers()
     return SimpleNamespace(Dense=nn.Dense, LayerNorm=nn.LayerNorm, GELU=nn.GELU, Conv2d=nn.Conv2d, fused_attention=None)
