@@ -55,6 +55,17 @@ def test_mindspore_older_than_tested_fails_and_newer_is_a_note(monkeypatch):
     assert check["status"] == "note" and "newer than tested" in check["detail"]
 
 
+def test_kernels_report_both_libraries_and_a_missing_onednn(monkeypatch):
+    from vit_ms.kernels import native
+
+    check = doctor._kernels()
+    assert check["status"] == "ok" and "vit_ms_cpu_" in check["detail"] and "vit_ms_dnnl_" in check["detail"]
+    monkeypatch.setattr(native, "mindspore_onednn", lambda: None)
+    check = doctor._kernels()
+    assert check["status"] == "note" and "no oneDNN library (mindspore/lib/libdnnl.so.*)" in check["detail"]
+    native.dnnl_library.cache_clear()                    # the next caller builds it again
+
+
 def test_kernels_switched_off_are_reported(monkeypatch):
     monkeypatch.setenv("VIT_MS_NATIVE", "0")
     check = doctor._kernels()

@@ -102,14 +102,19 @@ def _kernels():
         return _check("CPU kernels", "ok", f"not used on {current_device()} (MindSpore's own kernels)")
     if os.environ.get("VIT_MS_NATIVE", "1") == "0":
         return _check("CPU kernels", "note", "switched off by VIT_MS_NATIVE=0 (same results, slower training)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        native.library.cache_clear()
-        library = native.library()
-    if library is None:
-        reason = str(caught[-1].message) if caught else "unknown reason"
-        return _check("CPU kernels", "note", f"C++ kernels not built: {reason}")
-    return _check("CPU kernels", "ok", f"C++ kernels built ({library}); models use vit_ms.kernels: "
+    built, missing = [], []
+    for build in (native.library, native.dnnl_library):   # GELU and LayerNorm; attention (with MindSpore's oneDNN)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            build.cache_clear()
+            library = build()
+        if library is None:
+            missing.append(str(caught[-1].message) if caught else "unknown reason")
+        else:
+            built.append(str(library))
+    if missing:
+        return _check("CPU kernels", "note", f"C++ kernels not built: {'; '.join(missing)}")
+    return _check("CPU kernels", "ok", f"C++ kernels built ({', '.join(built)}); models use vit_ms.kernels: "
                                        f"{use_cpu_kernels()}")
 
 
