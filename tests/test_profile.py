@@ -77,16 +77,17 @@ def test_clipping_sum_of_squares_is_told_from_other_reductions():
     shapes = [["[64, 192]"], ["[64, 192]"], ["[64]"], ["[4, 17, 48]"], ["[48]"], ["[48]"], ["[68, 48]"],
               ["[20]", "[1]"], ["[1]", "[1]"], ["[4, 17, 48]"],
               ["[4, 17, 48]", "[4, 17, 48]", "[4, 17, 1]", "[4, 17, 1]", "[48]"],
-              ["[4, 17, 3, 3, 16]"], ["[4, 17, 3, 3, 16]", "[4, 3, 17, 17]", "[4, 17, 3, 16]"]]
+              ["[4, 17, 3, 3, 16]"], ["[4, 17, 3, 3, 16]", "[4, 3, 17, 17]", "[4, 17, 3, 16]"],
+              ["[4, 17, 48]", "[48]", "[48]", "[1]"]]
     names = ["Default/Square-op0", "Expand/_SumExt/ReduceSum-op0", "Expand/_SumExt/ReduceSum-op1",
              "Expand/_SumExt/ReduceSum-op2", "Default/Square-op1", "Expand/_SumExt/ReduceSum-op3",
              "Default/ReduceSum-op0", "Default/Mul-op0", "Default/AddN-op0", "Default/Custom-op0", "Default/Custom-op1",
-             "Default/Custom-op2", "Default/Custom-op3"]
+             "Default/Custom-op2", "Default/Custom-op3", "Default/Custom-op4"]
     launches = [(i, 0.1, name, name.rsplit("/", 1)[1].split("-")[0], inputs)
                 for i, (name, inputs) in enumerate(zip(names, shapes))]
     kinds = [kind for _, kind in profile._classify(launches)]
     assert kinds == ["clipping"] * 3 + ["reductions", "clipping", "clipping", "reductions", "clipping", "clipping",
-                                        "GELU", "layer norm", "attention", "attention"]
+                                        "GELU", "layer norm", "attention", "attention", "layer norm"]
     assert profile._classify([(0, 0.1, "Default/Custom-op0", "Custom", None)]) == [("Custom", "other")]
 
 

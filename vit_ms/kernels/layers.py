@@ -117,32 +117,32 @@ class GELU(nn.GELU):
 
 
 class _LayerNormFunction(nn.Cell):
-    """LayerNorm over the last axis with MindSpore's forward kernel and vit_ms's C++ backward (float32)."""
+    """LayerNorm over the last axis with vit_ms's C++ forward and backward kernels (float32)."""
 
-    def __init__(self, epsilon, backward):
+    def __init__(self, epsilon, kernels):
         super().__init__()
-        self.epsilon = epsilon
-        self.layer_norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=epsilon)
-        self.layer_norm_grad = backward
+        self.kernels = kernels
+        self.epsilon = ms.Tensor([epsilon], ms.float32)
+        self.layer_norm, self.layer_norm_grad = kernels
 
     def construct(self, x, gamma, beta):
-        return self.layer_norm(x, gamma, beta)            # (y, mean, variance)
+        return self.layer_norm(x, gamma, beta, self.epsilon)   # (y, mean, 1 / sqrt(variance + epsilon))
 
     def bprop(self, x, gamma, beta, out, dout):
-        _, mean, variance = out
-        return self.layer_norm_grad(x, dout[0], mean, ops.rsqrt(variance + self.epsilon), gamma)
+        _, mean, rstd = out
+        return self.layer_norm_grad(x, dout[0], mean, rstd, gamma)
 
 
 class LayerNorm(nn.LayerNorm):
-    """nn.LayerNorm over the last axis whose backward pass, in float32, is vit_ms's fused C++ kernel (when it can be
-    built; otherwise, and in float16, MindSpore's kernels)."""
+    """nn.LayerNorm over the last axis computed, in float32, by vit_ms's C++ kernels (when they can be built;
+    otherwise, and in float16, by MindSpore's kernels)."""
 
     def __init__(self, normalized_shape, epsilon=1e-7):
         if isinstance(normalized_shape, int):
             normalized_shape = (normalized_shape,)
         super().__init__(tuple(normalized_shape), epsilon=epsilon)
-        backward = native.layer_norm_grad()
-        self.fused = None if backward is None else _LayerNormFunction(epsilon, backward)
+        kernels = native.layer_norm()
+        self.fused = None if kernels is None else _LayerNormFunction(epsilon, kernels)
 
     def set_epsilon(self, epsilon):
         """Change epsilon after construction (before the first call: a compiled graph keeps the old one)."""
@@ -150,7 +150,7 @@ class LayerNorm(nn.LayerNorm):
         self.layer_norm = ops.LayerNorm(begin_norm_axis=self.begin_norm_axis, begin_params_axis=self.begin_params_axis,
                                         epsilon=self.epsilon)
         if self.fused is not None:
-            self.fused = _LayerNormFunction(self.epsilon, self.fused.layer_norm_grad)
+            self.fused = _LayerNormFunction(self.epsilon, self.fused.kernels)
 
     def construct(self, x):
         if self.fused is None or x.dtype != ms.float32:

@@ -104,14 +104,19 @@ def _unavailable(reason):
     return None
 
 
-def layer_norm_grad():
-    """The LayerNorm backward operator: (x, dy, mean, rstd, gamma) -> (dx, dgamma, dbeta), float32, or None."""
+def layer_norm():
+    """The LayerNorm operators, float32, or None: forward (x, gamma, beta, epsilon [1]) -> (y, mean, rstd), rows' mean
+    and 1 / sqrt(var + epsilon) shaped [rows]; backward (x, dy, mean, rstd, gamma) -> (dx, dgamma, dbeta)."""
     path = library()
     if path is None:
         return None
     from mindspore import ops
-    return ops.Custom(f"{path}:LayerNormGrad", out_shape=lambda x, dy, mean, rstd, gamma: (x, gamma, gamma),
-                      out_dtype=lambda x, dy, mean, rstd, gamma: (x, x, x), func_type="aot")
+    forward = ops.Custom(f"{path}:LayerNormForward", func_type="aot",
+                         out_shape=lambda x, gamma, beta, eps: (x, x[:-1], x[:-1]),
+                         out_dtype=lambda x, gamma, beta, eps: (x, x, x))
+    backward = ops.Custom(f"{path}:LayerNormGrad", out_shape=lambda x, dy, mean, rstd, gamma: (x, gamma, gamma),
+                          out_dtype=lambda x, dy, mean, rstd, gamma: (x, x, x), func_type="aot")
+    return forward, backward
 
 
 def gelu():

@@ -8,7 +8,7 @@ The step is the one ``python -m vit_ms bench --mode train`` times (make_train_st
 ``mindspore.profiler.profile(activities=[ProfilerActivity.CPU])`` runs one warm-up step of its own and records
 ``--steps`` more: each kernel launch's duration (FRAMEWORK/cpu_op_execute_timestamp_0.txt) and input shapes
 (cpu_framework_0.txt). Kernel class by op type; vit_ms's ``Custom`` kernels by their inputs (a [B, T, 3, H, d] first
-input: attention; else 1 or 3 inputs: GELU, 5: LayerNorm backward); clipping: Square, the ReduceSums right after one, element-wise ops on the [1]-shaped global norm. Wall time
+input: attention; else 1 or 3 inputs: GELU, 4 or 5: LayerNorm); clipping: Square, the ReduceSums right after one, element-wise ops on the [1]-shaped global norm. Wall time
 minus kernel sum is time outside kernels. The profiler's files are deleted unless ``--output DIR`` keeps them.
 """
 if __name__ == "__main__":  # run as a script or with python -m: MindSpore quiet before it starts
@@ -38,7 +38,8 @@ CLASSES = {name: kind for kind, names in {  # op type -> kernel class; types not
     "reshape/transpose/copy": "Reshape Transpose TensorMove Concat Stack Unstack Slice StridedSlice StridedSliceGrad "
                               "Split Tile BroadcastTo ExpandDims Squeeze Gather GatherD GatherDGradV2 Identity",
     "reductions": "ReduceSum ReduceMean ReduceMax ArgMax BiasAddGrad"}.items() for name in names.split()}
-CUSTOM = {1: ("GeluForward", "GELU"), 3: ("GeluBackward", "GELU"), 5: ("LayerNormGrad", "layer norm")}  # by inputs
+CUSTOM = {1: ("GeluForward", "GELU"), 3: ("GeluBackward", "GELU"), 4: ("LayerNormForward", "layer norm"),
+          5: ("LayerNormGrad", "layer norm")}  # by inputs
 CUSTOM_ATTENTION = {1: "AttentionForward", 3: "AttentionBackward"}  # by inputs, the first one [B, T, 3, H, d]
 
 
