@@ -5,7 +5,7 @@ MindSpore layers, with the same parameters and results (tests compare logits and
 
 - ``PatchConv2d``: the patch-embedding convolution as one matmul over flattened patches;
 - ``Dense``: a backward pass that uses the fast matmul layouts;
-- ``LayerNorm`` (backward) and ``GELU`` (exact form): C++ kernels in ``csrc/``, run as MindSpore custom operators
+- ``LayerNorm`` (forward and backward) and ``GELU`` (exact form): C++ kernels in ``csrc/``, run as MindSpore custom operators
   and built on first use by ``native.py``. Where they cannot be built, these two keep MindSpore's kernels;
 - ``fused_attention``: the attention of every head (scores, softmax, weighted values, and their gradients) in one
   C++ kernel (``csrc/dnnl/``, with the sgemm of the oneDNN library MindSpore ships); None where it cannot be built.
