@@ -2,7 +2,7 @@
 
 MindSpore runs them as custom operators (``ops.Custom`` with ``func_type="aot"``). They replace CPU kernels that are
 far slower than the work they do (figures: docs/performance.md). Two shared libraries: ``csrc/*.cc`` (GELU,
-LayerNorm backward), and ``csrc/dnnl/*.cc`` (attention), linked against the oneDNN library that MindSpore ships for
+LayerNorm forward and backward), and ``csrc/dnnl/*.cc`` (attention), linked against the oneDNN library that MindSpore ships for
 its sgemm. Each is compiled once per source version, compiler, machine type (and oneDNN file), and cached in
 ``$VIT_MS_CACHE`` (default ``~/.cache/vit_ms``). Where one cannot be built (no compiler, not Linux, no oneDNN in the
 MindSpore installation), vit_ms warns once and keeps MindSpore's own kernels for its layers: the results are the
@@ -45,8 +45,8 @@ def mindspore_onednn():
 
 @functools.lru_cache(maxsize=None)
 def library():
-    """Path of the compiled GELU and LayerNorm library, or None (after one warning) when it is switched off or cannot
-    be built."""
+    """Path of the compiled GELU and LayerNorm library, or None (after one warning) when it cannot be built, or when
+    switched off."""
     return _build("vit_ms_cpu", SOURCES)
 
 
