@@ -6,6 +6,7 @@ import pytest
 
 from vit_ms.kernels import native
 from vit_ms.kernels.layers import LayerNorm, fused_attention
+from vit_ms.optim import AdamW
 
 
 @pytest.fixture
@@ -57,8 +58,8 @@ def test_switched_off_by_environment(fresh, monkeypatch):
 
 def test_broken_compiler_warns_once_and_falls_back(fresh, monkeypatch):
     monkeypatch.setenv("CXX", "false")                       # a "compiler" that always fails
-    expected = (r"false could not build gelu\.cc, layer_norm\.cc, layer_norm_grad\.cc \(exit status 1\); "
-                r"using MindSpore's CPU kernels")
+    expected = (r"false could not build adamw\.cc, gelu\.cc, layer_norm\.cc, layer_norm_grad\.cc "
+                r"\(exit status 1\); using MindSpore's CPU kernels")
     with pytest.warns(RuntimeWarning, match=expected):
         assert native.library() is None
     with pytest.warns(RuntimeWarning, match=r"false could not build attention\.cc \(exit status 1\)"):
@@ -66,6 +67,7 @@ def test_broken_compiler_warns_once_and_falls_back(fresh, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")                       # the result is remembered: no second warning
         assert LayerNorm(8, 1e-6).fused is None and fused_attention() is None
+        assert AdamW(LayerNorm(8).trainable_params()).one_pass is None    # MindSpore's Adam kernel
     assert not list(fresh.glob("*"))                         # nothing half-built is cached
 
 

@@ -55,8 +55,11 @@ def test_launches_per_step_follow_the_model(report):
     params = len(model.trainable_params())
     assert report["trainable_params"] == params
     ops = {o["op"]: o for o in report["ops"]}
-    assert ops["Adam"]["launches"] == params and ops["Adam"]["kind"] == "optimizer"  # one fused update per parameter
-    assert ops["Square"]["launches"] == params and ops["Square"]["kind"] == "clipping"  # one per gradient
+    # one C++ update per parameter, one C++ sum of squares per gradient; none of MindSpore's kernels for either
+    assert ops["Custom AdamWUpdate"]["launches"] == params and ops["Custom AdamWUpdate"]["kind"] == "optimizer"
+    assert ops["Custom SumOfSquares"]["launches"] == params and ops["Custom SumOfSquares"]["kind"] == "clipping"
+    assert not {"Adam", "ApplyGradientDescent", "Square"} & set(ops)
+    assert ops["Custom GeluForward"]["launches"] == 2    # one per block: the sums of squares are told apart
     assert ops["Custom AttentionForward"]["launches"] == 2 == ops["Custom AttentionBackward"]["launches"]  # per block
     assert "Softmax" not in ops and "BatchMatMul" not in ops  # all in the fused attention kernels
     assert all(float(o["launches"]).is_integer() for o in report["ops"])  # every step launches the same kernels
@@ -78,16 +81,26 @@ def test_clipping_sum_of_squares_is_told_from_other_reductions():
               ["[20]", "[1]"], ["[1]", "[1]"], ["[4, 17, 48]"],
               ["[4, 17, 48]", "[4, 17, 48]", "[4, 17, 1]", "[4, 17, 1]", "[48]"],
               ["[4, 17, 3, 3, 16]"], ["[4, 17, 3, 3, 16]", "[4, 3, 17, 17]", "[4, 17, 3, 16]"],
-              ["[4, 17, 48]", "[48]", "[48]", "[1]"]]
+              ["[4, 17, 48]", "[48]", "[48]", "[1]"], ["[4, 17, 192]"],
+              ["[4, 17, 192]", "[4, 17, 192]", "[4, 17, 192]"], ["[192, 48]"], ["[48]"],
+              ["[48]", "[48]", "[48]", "[48]", "[7]", "[2]", "NoShape"], ["[4, 17, 48]", "[48]", "[48]", "[1]"],
+              ["[4, 17, 192]"]]
     names = ["Default/Square-op0", "Expand/_SumExt/ReduceSum-op0", "Expand/_SumExt/ReduceSum-op1",
              "Expand/_SumExt/ReduceSum-op2", "Default/Square-op1", "Expand/_SumExt/ReduceSum-op3",
              "Default/ReduceSum-op0", "Default/Mul-op0", "Default/AddN-op0", "Default/Custom-op0", "Default/Custom-op1",
-             "Default/Custom-op2", "Default/Custom-op3", "Default/Custom-op4"]
+             "Default/Custom-op2", "Default/Custom-op3", "Default/Custom-op4", "Default/Custom-op5",
+             "Default/Custom-op6", "Default/Custom-op7", "Default/Custom-op8", "Default/Custom-op9",
+             "Default/Custom-op10", "Default/Custom-op11"]
     launches = [(i, 0.1, name, name.rsplit("/", 1)[1].split("-")[0], inputs)
                 for i, (name, inputs) in enumerate(zip(names, shapes))]
-    kinds = [kind for _, kind in profile._classify(launches)]
-    assert kinds == ["clipping"] * 3 + ["reductions", "clipping", "clipping", "reductions", "clipping", "clipping",
-                                        "GELU", "layer norm", "attention", "attention", "layer norm"]
+    named = profile._classify(launches, param_shapes=[[192, 48], [48], [64, 192], [64]])
+    assert [kind for _, kind in named] == ["clipping"] * 3 + [
+        "reductions", "clipping", "clipping", "reductions", "clipping", "clipping", "GELU", "layer norm", "attention",
+        "attention", "layer norm", "GELU", "GELU", "clipping", "clipping", "optimizer", "layer norm", "GELU"]
+    # a one-input Custom kernel is GELU's forward, or, on a parameter-shaped input, clipping's sum of squares
+    assert [op for op, _ in named[-7:]] == ["Custom " + name for name in (
+        "GeluForward", "GeluBackward", "SumOfSquares", "SumOfSquares", "AdamWUpdate", "LayerNormForward",
+        "GeluForward")]
     assert profile._classify([(0, 0.1, "Default/Custom-op0", "Custom", None)]) == [("Custom", "other")]
 
 

@@ -32,7 +32,7 @@ from .data import create_dataset, list_classes
 from .device import set_device, to_numpy
 from .evaluate import evaluate_dataset, make_eval_step
 from .factory import create_model
-from .optim import clip_by_global_norm, make_optimizer
+from .optim import GlobalNormClip, make_optimizer
 from .runtime import progress_bar
 from .weights import atomic_save
 
@@ -73,6 +73,12 @@ def make_train_step(model, loss_fn, optimizer, clip_grad, world_size, loss_scale
     grad_fn = ms.value_and_grad(forward, None, optimizer.parameters)
     grad_reducer = (nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=world_size)
                     if world_size > 1 else nn.Identity())
+    clip = GlobalNormClip(clip_grad) if clip_grad > 0 else None
+
+    def update(grads):  # clipping as a factor, which the optimizer applies as it reads each gradient
+        if clip is None:
+            return optimizer(grads)
+        return optimizer(grads, clip(grads))
 
     @ms.jit
     def train_step(images, labels):
@@ -83,13 +89,9 @@ def make_train_step(model, loss_fn, optimizer, clip_grad, world_size, loss_scale
             finite = ms.amp.all_finite(grads)
             loss_scaler.adjust(finite)
             if finite:
-                if clip_grad > 0:
-                    grads = clip_by_global_norm(grads, clip_grad)
-                optimizer(grads)
+                update(grads)
             return loss
-        if clip_grad > 0:
-            grads = clip_by_global_norm(grads, clip_grad)
-        optimizer(grads)
+        update(grads)
         return loss
 
     return train_step

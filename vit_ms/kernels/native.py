@@ -2,11 +2,11 @@
 
 MindSpore runs them as custom operators (``ops.Custom`` with ``func_type="aot"``). They replace CPU kernels that are
 far slower than the work they do (figures: docs/performance.md). Two shared libraries: ``csrc/*.cc`` (GELU,
-LayerNorm forward and backward), and ``csrc/dnnl/*.cc`` (attention), linked against the oneDNN library that MindSpore ships for
-its sgemm. Each is compiled once per source version, compiler, machine type (and oneDNN file), and cached in
-``$VIT_MS_CACHE`` (default ``~/.cache/vit_ms``). Where one cannot be built (no compiler, not Linux, no oneDNN in the
-MindSpore installation), vit_ms warns once and keeps MindSpore's own kernels for its layers: the results are the
-same, only slower. ``VIT_MS_NATIVE=0`` switches them off, with the rest of vit_ms.kernels (see its
+LayerNorm forward and backward, AdamW's update), and ``csrc/dnnl/*.cc`` (attention), linked against the oneDNN
+library that MindSpore ships for its sgemm. Each is compiled once per source version, compiler, machine type (and
+oneDNN file), and cached in ``$VIT_MS_CACHE`` (default ``~/.cache/vit_ms``). Where one cannot be built (no compiler,
+not Linux, no oneDNN in the MindSpore installation), vit_ms warns once and keeps MindSpore's own kernels: the
+results are the same, only slower. ``VIT_MS_NATIVE=0`` switches them off, with the rest of vit_ms.kernels (see its
 ``use_cpu_kernels``).
 """
 import functools
@@ -27,8 +27,8 @@ SOURCES = tuple(sorted(CSRC.glob("*.cc")))
 DNNL_SOURCES = tuple(sorted((CSRC / "dnnl").glob("*.cc")))
 HEADERS = tuple(sorted(CSRC.rglob("*.h")))
 # -ffp-contract=off: no a * b + c fused into one FMA rounding, so that gelu.cc's AVX-512, AVX2 and baseline versions
-# (picked at load time by the CPU) give the same bits.
-FLAGS = ("-std=c++17", "-O3", "-ffp-contract=off", "-shared", "-fPIC", "-pthread")
+# (picked at load time by the CPU) give the same bits. -fno-math-errno: sqrt vectorizes (errno is never read).
+FLAGS = ("-std=c++17", "-O3", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC", "-pthread")
 
 
 def _compiler():
@@ -45,8 +45,8 @@ def mindspore_onednn():
 
 @functools.lru_cache(maxsize=None)
 def library():
-    """Path of the compiled GELU and LayerNorm library, or None (after one warning) when it cannot be built, or when
-    switched off."""
+    """Path of the compiled GELU, LayerNorm and AdamW library, or None (after one warning) when it cannot be built,
+    or when switched off."""
     return _build("vit_ms_cpu", SOURCES)
 
 
@@ -117,6 +117,30 @@ def layer_norm():
     backward = ops.Custom(f"{path}:LayerNormGrad", out_shape=lambda x, dy, mean, rstd, gamma: (x, gamma, gamma),
                           out_dtype=lambda x, dy, mean, rstd, gamma: (x, x, x), func_type="aot")
     return forward, backward
+
+
+def adamw():
+    """AdamW's operators, float32, or None: update (param, m, v, grad, step [7], own [2]) -> placeholder [1], which
+    writes param, m and v in place (csrc/adamw.cc has the formula), and sum_of_squares x -> [1]."""
+    path = library()
+    if path is None:
+        return None
+    from mindspore import ops
+    from mindspore.ops import signature as sig
+
+    class InPlaceUpdate(ops.Custom):
+        # as for MindSpore's own ops.Adam: the first three inputs are written, so MindSpore passes the Parameters
+        # themselves and orders the update after every read of their old values
+        __mindspore_signature__ = (*(sig.make_sig(name, sig.sig_rw.RW_WRITE, dtype=sig.sig_dtype.T)
+                                     for name in ("param", "m", "v")),
+                                   *(sig.make_sig(name, dtype=sig.sig_dtype.T) for name in ("grad", "step", "own")))
+
+    update = InPlaceUpdate(f"{path}:AdamWUpdate", out_shape=lambda *shapes: [1], out_dtype=lambda *types: types[0],
+                           func_type="aot")
+    update.add_prim_attr("side_effect_mem", True)
+    sum_of_squares = ops.Custom(f"{path}:SumOfSquares", out_shape=lambda x: [1], out_dtype=lambda x: x,
+                                func_type="aot")
+    return update, sum_of_squares
 
 
 def gelu():

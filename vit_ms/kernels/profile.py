@@ -8,7 +8,9 @@ The step is the one ``python -m vit_ms bench --mode train`` times (make_train_st
 ``mindspore.profiler.profile(activities=[ProfilerActivity.CPU])`` runs one warm-up step of its own and records
 ``--steps`` more: each kernel launch's duration (FRAMEWORK/cpu_op_execute_timestamp_0.txt) and input shapes
 (cpu_framework_0.txt). Kernel class by op type; vit_ms's ``Custom`` kernels by their inputs (a [B, T, 3, H, d] first
-input: attention; else 1 or 3 inputs: GELU, 4 or 5: LayerNorm); clipping: Square, the ReduceSums right after one, element-wise ops on the [1]-shaped global norm. Wall time
+input: attention; else 1 or 3 inputs: GELU, 4 or 5: LayerNorm, 6 or 7: AdamW's update; 1 input shaped as a parameter:
+clipping's sum of squares); clipping: also Square, the ReduceSums right after one, element-wise ops on the
+[1]-shaped global norm. Wall time
 minus kernel sum is time outside kernels. The profiler's files are deleted unless ``--output DIR`` keeps them.
 """
 if __name__ == "__main__":  # run as a script or with python -m: MindSpore quiet before it starts
@@ -39,7 +41,9 @@ CLASSES = {name: kind for kind, names in {  # op type -> kernel class; types not
                               "Split Tile BroadcastTo ExpandDims Squeeze Gather GatherD GatherDGradV2 Identity",
     "reductions": "ReduceSum ReduceMean ReduceMax ArgMax BiasAddGrad"}.items() for name in names.split()}
 CUSTOM = {1: ("GeluForward", "GELU"), 3: ("GeluBackward", "GELU"), 4: ("LayerNormForward", "layer norm"),
-          5: ("LayerNormGrad", "layer norm")}  # by inputs
+          5: ("LayerNormGrad", "layer norm"), 6: ("AdamWUpdate", "optimizer"),
+          7: ("AdamWUpdate", "optimizer")}  # by inputs (AdamWUpdate: 6, and MindSpore's side-effect marker)
+CUSTOM_ON_PARAMETERS = {1: ("SumOfSquares", "clipping")}  # by inputs, the first one shaped as a trainable parameter
 CUSTOM_ATTENTION = {1: "AttentionForward", 3: "AttentionBackward"}  # by inputs, the first one [B, T, 3, H, d]
 
 
@@ -59,14 +63,18 @@ def _launches(folder):
     return [(*launch, [s.split(":", 1)[1] for s in i[3:] if s]) for launch, i in zip(launches, info)]
 
 
-def _classify(launches):
-    """(op type, class) per launch. Clipping sums a matrix's squares as Square, ReduceSum (rows), ReduceSum (all)."""
+def _classify(launches, param_shapes=()):
+    """(op type, class) per launch. Clipping sums a matrix's squares as Square, ReduceSum (rows), ReduceSum (all), or
+    with one SumOfSquares kernel, told from GELU's forward kernel by its input: a gradient, shaped as a parameter
+    (``param_shapes``: the trainable parameters' shapes, as lists), where GELU's input has batch and token axes."""
     named, previous = [], (None, None, None)  # the previous launch's op type, class and first input's dims
     for _, _, name, op, shapes in launches:
         kind = CLASSES.get(op, "other")
         dims = json.loads(shapes[0]) if shapes and shapes[0].startswith("[") else None
         if op == "Custom" and dims is not None and len(dims) == 5 and dims[2] == 3 and len(shapes) in CUSTOM_ATTENTION:
             op, kind = "Custom " + CUSTOM_ATTENTION[len(shapes)], "attention"
+        elif op == "Custom" and dims in param_shapes and len(shapes) in CUSTOM_ON_PARAMETERS:
+            op, kind = "Custom " + CUSTOM_ON_PARAMETERS[len(shapes)][0], CUSTOM_ON_PARAMETERS[len(shapes)][1]
         elif op == "Custom" and shapes is not None and len(shapes) in CUSTOM:
             op, kind = "Custom " + CUSTOM[len(shapes)][0], CUSTOM[len(shapes)][1]
         elif "_SoftmaxBackward" in name:
@@ -81,8 +89,8 @@ def _classify(launches):
 
 
 def _train_step(model_name, image_size, batch_size, num_classes, **overrides):
-    """The training step ``python -m vit_ms bench --mode train`` times, on the CPU; and the number of trainable
-    parameters."""
+    """The training step ``python -m vit_ms bench --mode train`` times, on the CPU; and the trainable parameters'
+    shapes."""
     import mindspore as ms
     import numpy as np
 
@@ -98,7 +106,7 @@ def _train_step(model_name, image_size, batch_size, num_classes, **overrides):
     network, loss_scaler, _ = mixed_precision(model, None, target)
     step = bench_train_step(model, network, loss_scaler)
     images, labels = random_batch(batch_size, image_size, num_classes)
-    return lambda: to_numpy(step(images, labels)), len(model.trainable_params())
+    return lambda: to_numpy(step(images, labels)), [list(p.shape) for p in model.trainable_params()]
 
 
 def _timed(step, count, after=lambda: None):
@@ -126,7 +134,7 @@ def run(model="vit_b_16", image_size=224, batch_size=8, steps=2, warmup=1, outpu
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if image_size % dict(MODEL_CONFIGS[model], **overrides)["patch_size"]:
         raise ValueError(f"image_size {image_size} is not divisible by the patch size")
-    step, params = _train_step(model, image_size, batch_size, num_classes, **overrides)
+    step, param_shapes = _train_step(model, image_size, batch_size, num_classes, **overrides)
     _timed(step, warmup)
     plain_s = _timed(step, steps)
     with contextlib.ExitStack() as stack:
@@ -138,7 +146,7 @@ def run(model="vit_b_16", image_size=224, batch_size=8, steps=2, warmup=1, outpu
             wall_ms = _timed(step, steps, prof.step) * 1e3  # the last prof.step() stops it and runs the analysis
         launches = _launches(folder)
     ops, classes = defaultdict(lambda: [0.0, 0, {}]), defaultdict(lambda: [0.0, 0])
-    for (_, t, *_), (op, kind) in zip(launches, _classify(launches)):
+    for (_, t, *_), (op, kind) in zip(launches, _classify(launches, param_shapes)):
         ops[op][:] = ops[op][0] + t / steps, ops[op][1] + 1 / steps, {**ops[op][2], kind: None}
         classes[kind][:] = classes[kind][0] + t / steps, classes[kind][1] + 1 / steps
     kernel_ms = sum(t for t, _ in classes.values())
@@ -147,7 +155,7 @@ def run(model="vit_b_16", image_size=224, batch_size=8, steps=2, warmup=1, outpu
     ops = [dict(op=op, kind=" + ".join(kinds), ms=t, kernel_pct=100 * t / kernel_ms, launches=round(n, 2))
            for op, (t, n, kinds) in sorted(ops.items(), key=lambda kv: -kv[1][0])]
     return dict(model=model, image_size=image_size, batch_size=batch_size, overrides=overrides, steps=steps,
-                warmup=warmup, trainable_params=params, wall_ms=wall_ms, unprofiled_wall_ms=plain_s * 1e3,
+                warmup=warmup, trainable_params=len(param_shapes), wall_ms=wall_ms, unprofiled_wall_ms=plain_s * 1e3,
                 kernel_ms=kernel_ms, outside_kernels_ms=wall_ms - kernel_ms, shapes_matched=launches[0][4] is not None,
                 classes=rows, ops=ops, output=output)
 
