@@ -10,6 +10,9 @@ MindSpore layers, with the same parameters and results (tests compare logits and
 - ``fused_attention``: the attention of every head (scores, softmax, weighted values, and their gradients) in one
   C++ kernel (``csrc/dnnl/``, with the sgemm of the oneDNN library MindSpore ships); None where it cannot be built.
 
+``csrc/adamw.cc`` holds the optimizer's kernels (AdamW's update in one pass, the sums of squares of clipping), which
+``vit_ms.optim`` takes under the same switch.
+
 The switch: a model takes these layers when it is built with ``cpu_kernels=True``; with ``cpu_kernels=None`` (the
 default) ``use_cpu_kernels()`` decides: yes when the model will run on the CPU (``vit_ms.device.current_device()``)
 and the environment variable ``VIT_MS_NATIVE`` is not ``0``. Measured figures: docs/performance.md.
