@@ -77,9 +77,8 @@ class AdamW(nn.Optimizer):
         self.hyper_map = ops.HyperMap()
         self.one_pass = self._one_pass_kernel(cpu_kernels)
         if self.one_pass is not None:   # each parameter's (lr multiplier, weight decay)
-            scales = lr_scales or {}
             decays = self.weight_decay if self.is_group else (self.weight_decay,) * len(self._parameters)
-            self.own = tuple(Tensor([scales.get(p.name, 1.0), float(decay) if flag else 0.0], ms.float32)
+            self.own = tuple(Tensor([lr_scales.get(p.name, 1.0), float(decay) if flag else 0.0], ms.float32)
                              for p, decay, flag in zip(self._parameters, decays, self.decay_flags))
             self.no_scale = Tensor(1.0, ms.float32)
 
@@ -95,7 +94,6 @@ class AdamW(nn.Optimizer):
 
     def construct(self, gradients, grad_scale=None):
         lr = self.get_lr()
-        weight_decay = self.get_weight_decay()
         self.assignadd(self.global_step, self.global_step_increase_tensor)
         beta1_power = self.beta1_power * self.beta1
         ops.assign(self.beta1_power, beta1_power)
@@ -109,6 +107,7 @@ class AdamW(nn.Optimizer):
                                   self.moments1, self.moments2, gradients, self.own)
         if grad_scale is not None:
             gradients = self.hyper_map(ops.partial(_scale, grad_scale), gradients)
+        weight_decay = self.get_weight_decay()
         eps = self.eps * ops.sqrt(1.0 - beta2_power)
         step = ops.partial(_update, self.adam, self.decay, beta1_power, beta2_power, self.beta1, self.beta2, eps, lr)
         if not self.is_group:
@@ -125,10 +124,8 @@ class AdamW(nn.Optimizer):
 
 
 _square_sum = ops.MultitypeFuncGraph("square_sum")
-_scale = ops.MultitypeFuncGraph("scale")
-
-
 _kernel_square_sum = ops.MultitypeFuncGraph("kernel_square_sum")
+_scale = ops.MultitypeFuncGraph("scale")
 
 
 @_square_sum.register("Tensor")

@@ -6,8 +6,8 @@
 //   g = grad * scale;  m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
 //   param = param (1 - lr' wd) - lr' / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps),  lr' = lr * multiplier
 //   PyTorch's AdamW (decoupled weight decay from the weights before the step), with the clipping factor applied
-//   as the gradient is read. MindSpore's kernels need four full passes for this (the gradient's scaling, the
-//   decay, Adam, and their copies); this is one, split over the cores.
+//   as the gradient is read. MindSpore's kernels need three passes for this (the gradient's scaling, the decay,
+//   Adam); this is one, split over the cores.
 // SumOfSquares: x -> [1] the sum of x^2, accumulated in double in fixed blocks (the same result on any core count).
 #include <algorithm>
 #include <cmath>
