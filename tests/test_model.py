@@ -194,6 +194,34 @@ def test_drop_path_drops_whole_samples_and_keeps_the_mean():
     assert abs(ratio.mean() - 1.0) < 0.05             # std of the mean ~0.01
 
 
+def test_drop_path_with_given_noise_keeps_the_samples_whose_number_reaches_the_drop_rate():
+    drop = DropPath(0.25)                             # keep 0.75: kept where noise + 0.75 >= 1
+    drop.set_train(True)
+    x = 1.0 + np.random.default_rng(8).random((4, 3, 2), dtype=np.float32)
+    noise = np.array([0.1, 0.2499, 0.25, 0.9], np.float32)
+    for _ in range(2):                                # the same numbers, the same masks: no state in between
+        y = drop(ms.Tensor(x), ms.Tensor(noise)).asnumpy()
+        np.testing.assert_array_equal(y[:2], 0)
+        np.testing.assert_allclose(y[2:], x[2:] / np.float32(0.75), rtol=1e-6)
+
+
+def test_model_with_drop_path_noise_equals_the_blocks_applied_by_hand():
+    model = VisionTransformer(image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5,
+                              drop_path_rate=0.5, cpu_kernels=False)
+    model.set_train(True)
+    x = ms.Tensor(np.random.default_rng(9).standard_normal((3, 3, 32, 32), dtype=np.float32))
+    noise = np.random.default_rng(10).random((2, 2, 3), dtype=np.float32)
+    tokens = model.embed(x)
+    for block, (n1, n2) in zip(model.blocks, noise):
+        keep = 1 - block.drop_path1.drop_prob, 1 - block.drop_path2.drop_prob
+        mask1 = ms.Tensor((np.floor(n1 + keep[0]) / keep[0]).reshape(3, 1, 1).astype(np.float32))
+        mask2 = ms.Tensor((np.floor(n2 + keep[1]) / keep[1]).reshape(3, 1, 1).astype(np.float32))
+        tokens = tokens + block.attn(block.norm1(tokens)) * mask1
+        tokens = tokens + block.mlp(block.norm2(tokens)) * mask2
+    expected = model.forward_head(model.norm(tokens)).asnumpy()
+    np.testing.assert_allclose(model(x, ms.Tensor(noise)).asnumpy(), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_drop_path_rate_rises_linearly_across_blocks():
     model = VisionTransformer(image_size=32, patch_size=8, embed_dim=32, depth=5, num_heads=2, drop_path_rate=0.4)
     for rates in ([b.drop_path1.drop_prob for b in model.blocks], [b.drop_path2.drop_prob for b in model.blocks]):

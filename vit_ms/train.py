@@ -66,8 +66,8 @@ def mixed_precision(model, amp_level, target):
 
 def make_train_step(model, loss_fn, optimizer, clip_grad, world_size, loss_scaler=None):
     """One optimisation step, compiled to a graph with ms.jit."""
-    def forward(images, labels):
-        loss = loss_fn(model(images).astype(ms.float32), labels)
+    def forward(images, labels, drop_path_noise):
+        loss = loss_fn(model(images, drop_path_noise).astype(ms.float32), labels)
         return loss_scaler.scale(loss) if loss_scaler is not None else loss
 
     grad_fn = ms.value_and_grad(forward, None, optimizer.parameters)
@@ -81,8 +81,8 @@ def make_train_step(model, loss_fn, optimizer, clip_grad, world_size, loss_scale
         return optimizer(grads, clip(grads))
 
     @ms.jit
-    def train_step(images, labels):
-        loss, grads = grad_fn(images, labels)
+    def train_step(images, labels, drop_path_noise=None):
+        loss, grads = grad_fn(images, labels, drop_path_noise)
         grads = grad_reducer(grads)
         if loss_scaler is not None:  # fp16 on Ascend/GPU: unscale, skip the update on overflow
             loss, grads = loss_scaler.unscale(loss), loss_scaler.unscale(grads)
@@ -95,6 +95,14 @@ def make_train_step(model, loss_fn, optimizer, clip_grad, world_size, loss_scale
         return loss
 
     return train_step
+
+
+def drop_path_noise(seed, rank, step, depth, batch_size):
+    """[depth, 2, batch] uniform numbers for the DropPaths of one training step, from a NumPy generator keyed by
+    (seed, rank, global step). They depend on nothing else, so a resumed run draws exactly the masks the interrupted
+    run would have drawn; a kernel's own stream would start again from its beginning in the new process."""
+    rng = np.random.default_rng([seed, rank, step])
+    return ms.Tensor(rng.random((depth, 2, batch_size), dtype=np.float32))
 
 
 @dataclass
@@ -218,8 +226,14 @@ def train_one_epoch(run, epoch, resumed=False):
     start, loss_sum, loss_count = time.time(), 0.0, 0
     bar = progress_bar(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not run.is_main)
     pending = []  # losses not yet read back from the device (each read is a host sync)
+    drop_path = run.model.config["drop_path_rate"] > 0
     for step, (images, labels) in enumerate(run.train_data(epoch).dataset.create_tuple_iterator(num_epochs=1)):
-        pending.append(run.train_step(images, labels))
+        if drop_path:
+            noise = drop_path_noise(cfg.seed, run.rank, epoch * run.steps_per_epoch + step, len(run.model.blocks),
+                                    images.shape[0])
+            pending.append(run.train_step(images, labels, noise))
+        else:
+            pending.append(run.train_step(images, labels))
         if len(pending) == cfg.log_interval or step == run.steps_per_epoch - 1:
             values, pending = [float(to_numpy(v)) for v in pending], []
             if not all(math.isfinite(v) for v in values):
