@@ -163,3 +163,44 @@ def test_sigkill_mid_epoch_and_mid_checkpoint_resumes_bit_for_bit_with_cli_defau
     straight_dir, resumed_dir, straight, resumed = sigkill_twice_and_resume([*SMALL, "--data", data], tmp_path)
     assert straight["config"]["drop_path"] == 0.1  # the default: stochastic depth is on
     assert_same_run(straight_dir, resumed_dir, straight, resumed)
+
+
+def recipe_args(name, data, tmp_path):
+    """`train --config NAME`, scaled down by flags: small images, fewer blocks, 3 epochs, the sample data."""
+    args = ["--config", name, "--data", data, "--image-size", "32", "--patch-size", "8", "--batch-size", "16",
+            "--epochs", "3", "--num-workers", "2", "--device", "CPU"]
+    if name == "course":  # ViT-B/16 fine-tuned from the course checkpoint: a small model and its own start weights
+        import vit_ms
+        from vit_ms.checkpoint import save_model
+
+        small = dict(image_size=32, patch_size=8, depth=2, num_classes=10)
+        save_model(vit_ms.create_model("vit_ti_16", **small), tmp_path / "start.ckpt")
+        args += ["--model", "vit_ti_16", "--depth", "2", "--pretrained", tmp_path / "start.ckpt"]
+    return args
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["course", "demo", "notebook"])
+def test_sigkill_and_resume_is_bit_for_bit_for_each_shipped_recipe(name, data, tmp_path):
+    """course: drop-path, random crops and flips; demo and notebook: random crops."""
+    straight_dir, resumed_dir, straight, resumed = sigkill_twice_and_resume(recipe_args(name, data, tmp_path),
+                                                                            tmp_path)
+    assert_same_run(straight_dir, resumed_dir, straight, resumed)
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_is_bit_for_bit_with_mixup(data, tmp_path):
+    straight_dir, resumed_dir, straight, resumed = sigkill_twice_and_resume([*SMALL, "--data", data, "--mixup", "0.8"],
+                                                                            tmp_path)
+    assert straight["config"]["mixup"] == 0.8
+    assert_same_run(straight_dir, resumed_dir, straight, resumed)
+
+
+def test_drop_path_noise_depends_only_on_seed_rank_and_step():
+    from vit_ms.train import drop_path_noise
+
+    first = drop_path_noise(7, 0, 12, depth=3, batch_size=5).asnumpy()
+    assert first.shape == (3, 2, 5) and first.dtype == np.float32 and 0 <= first.min() and first.max() < 1
+    np.testing.assert_array_equal(drop_path_noise(7, 0, 12, 3, 5).asnumpy(), first)
+    for other in (drop_path_noise(7, 0, 13, 3, 5), drop_path_noise(7, 1, 12, 3, 5), drop_path_noise(8, 0, 12, 3, 5)):
+        assert not np.array_equal(other.asnumpy(), first)
