@@ -63,6 +63,27 @@ def test_predict_prints_top5(trained):
     assert len(probs) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 100.01
 
 
+def test_one_epoch_with_the_default_warmup_trains_and_says_the_warmup_was_shortened(trained, tmp_path):
+    data, _ = trained
+    small = [a for a in SMALL if a not in ("--warmup-epochs", "0")]  # the default warm-up (1 epoch) stays
+    done = run("train", "--data", data, "--output", tmp_path / "one", "--epochs", "1", *small)
+    notes = [line for line in done.stdout.splitlines() if "warm-up" in line]
+    assert notes == ["note: --epochs 1: the warm-up is shortened from 1 to 0 epochs to fit the run "
+                     "(--warmup-epochs sets it)"]
+    metrics = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["config"]["warmup_epochs"] == 0
+
+
+def test_one_epoch_with_a_typed_warmup_of_one_epoch_is_an_error_line(trained, tmp_path):
+    data, _ = trained
+    small = [a for a in SMALL if a not in ("--warmup-epochs", "0")]
+    done = subprocess.run([sys.executable, "-m", "vit_ms", "train", "--data", str(data), "--output", str(tmp_path),
+                           "--epochs", "1", "--warmup-epochs", "1", *small], env=cli_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: --warmup-epochs (1) must be smaller than --epochs (1)", done.stderr
+
+
 def test_errors_are_clear(tmp_path):
     env = dict(os.environ, GLOG_v="3")
     done = subprocess.run([sys.executable, "-m", "vit_ms", "train", "--data", str(tmp_path / "nothing"), *SMALL,

@@ -106,6 +106,14 @@ TRAIN_HELP = dict(
 )
 
 
+class _Given(argparse.Action):
+    """Stores the value and records that the flag was typed (a default may be adjusted; a typed value is not)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given = getattr(namespace, "given", set()) | {self.dest}
+
+
 def add_train_arguments(parser):
     """One flag per TrainConfig field, with its default and help text."""
     for field in dataclasses.fields(TrainConfig):
@@ -121,7 +129,8 @@ def add_train_arguments(parser):
             kind = {int: int, float: float}.get(type(default), str)
             if default is None and field.name in ("patch_size", "embed_dim", "depth", "num_heads"):
                 kind = int
-            parser.add_argument(flag, type=kind, default=default, help=TRAIN_HELP[field.name])
+            parser.add_argument(flag, type=kind, default=default, help=TRAIN_HELP[field.name],
+                                action=_Given if field.name == "warmup_epochs" else "store")
 
 
 def config_from_args(args):
@@ -130,18 +139,36 @@ def config_from_args(args):
     return TrainConfig(**values)
 
 
-def _train(args):
-    from .train import TrainingDiverged, train
+def fit_warmup(config, given=()):
+    """A default (or recipe) warm-up as long as the run or longer is shortened to epochs - 1, with one line saying
+    so: a one-epoch run trains without warm-up. A --warmup-epochs typed on the command line is kept (train then
+    refuses it with an error naming both values)."""
+    if "warmup_epochs" in given or config.warmup_epochs < config.epochs:
+        return config
+    fitted = max(config.epochs - 1, 0)
+    print(f"note: --epochs {config.epochs}: the warm-up is shortened from {config.warmup_epochs} to {fitted} epochs to "
+          f"fit the run (--warmup-epochs sets it)")
+    return dataclasses.replace(config, warmup_epochs=fitted)
 
+
+def _train(args):
+    from .train import TrainingDiverged, train, unfinished_run
+
+    config = fit_warmup(config_from_args(args), getattr(args, "given", ()))
+    stopped = None if config.resume else unfinished_run(config.output)
+    if stopped:  # e.g. a worker under msrun was lost: starting over would throw the finished epochs away
+        raise ValueError(f"{config.output} holds a run that stopped after epoch {stopped[0]} of {stopped[1]}; to "
+                         f"continue it, type the same command with --resume added; to start over, remove "
+                         f"{config.output} or choose another --output")
     try:
-        train(config_from_args(args))
+        train(config)
     except TrainingDiverged as err:
         raise ValueError(str(err)) from err
 
 
 def _add_train(subparsers):
     p = _command(subparsers, "train", _train, "train a ViT on an image-folder dataset",
-                 "Train a ViT. Under msrun (msrun ... vit_ms/train.py FLAGS) the same flags train data-parallel.")
+                 "Train a ViT. Under msrun (msrun ... scripts/train.py FLAGS) the same flags train data-parallel.")
     p.add_argument("--config", default=None, metavar="RECIPE",
                    help=f"a recipe: a shipped one ({', '.join(recipe_names())}) or a YAML file of the settings below "
                         f"(names with underscores); flags given as well override its values")
