@@ -1,17 +1,8 @@
 """Training: a visible loop (value_and_grad + ms.jit), a fused AdamW (optim.py), mindcv's schedule and loss.
 
 Single process:  python -m vit_ms train --data DIR ...
-Data parallel:   msrun --worker_num=N --local_worker_num=N --master_port=P --join=True vit_ms/train.py --data DIR ...
+Data parallel:   msrun --worker_num=N --local_worker_num=N --master_port=P --join=True scripts/train.py --data DIR ...
 """
-if __name__ == "__main__":  # msrun runs this file as a script: hand it over to the package's command line
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from vit_ms.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))
-
 import dataclasses
 import json
 import math
@@ -194,6 +185,18 @@ def build_run(cfg: TrainConfig):
                train_step=make_train_step(network, loss_fn, optimizer, cfg.clip_grad, world_size, loss_scaler),
                eval_step=make_eval_step(network), first_train_data=train_data, val_data=val_data,
                steps_per_epoch=steps_per_epoch)
+
+
+def unfinished_run(output):
+    """(epochs done, epochs planned) of a run in OUTPUT that stopped before its end and can be resumed (its
+    last.ckpt and metrics.json were written after a complete epoch), else None."""
+    output = Path(output)
+    try:
+        metrics = json.loads((output / "metrics.json").read_text())
+        done, planned = int(metrics["epochs"]), int(metrics["config"]["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (done, planned) if done < planned and (output / "last.ckpt").is_file() else None
 
 
 def resume(run):
