@@ -25,6 +25,7 @@ MODEL_CONFIGS = {
 # metadata entries of the checkpoints vit_ms writes
 CONFIG_KEY = "vit_ms_config"    # the model's constructor arguments (JSON)
 CLASSES_KEY = "vit_ms_classes"  # the class folder names (JSON list)
+HISTORY_KEY = "vit_ms_history"  # last.ckpt: the history of the epochs it holds (JSON list), so a resume needs no other file
 SOURCE_KEY = "vit_ms_source"    # a converted file's origin: layout, numerics, number of heads (JSON)
 
 # the weight layouts vit_ms.load_pretrained reads (see vit_ms/weights/layouts.py)

@@ -50,9 +50,11 @@ def require_course_files(root="."):
 def notebook_model(root=".", device="auto", num_workers=2):
     """The notebooks' trained model: the notebook recipe (vit_ms/recipes/notebook.yaml) on the offline sample data.
 
-    Read from ROOT/runs/notebook04 when a finished run of exactly this recipe is there (notebook 04 writes it);
-    otherwise trained now, with a progress bar, after making the sample data if it is not there. So every notebook
-    that shows a trained model runs on its own, in any order. Returns (model, class names, training metrics).
+    Read from ROOT/runs/notebook04 when a finished run of exactly this recipe is there (notebook 04 writes it). A run
+    of this recipe that stopped part-way (a cell interrupted, a kernel restarted) is resumed from its last complete
+    epoch; otherwise the model is trained now, with a progress bar, after making the sample data if it is not there.
+    One line says which. So every notebook that shows a trained model runs on its own, in any order, and never
+    takes a half-trained model for a finished one. Returns (model, class names, training metrics).
     """
     from .checkpoint import load_model
     from .config import TrainConfig
@@ -62,24 +64,35 @@ def notebook_model(root=".", device="auto", num_workers=2):
     root = Path(root)
     recipe = load_recipe("notebook")
     data, output = root / recipe["data"], root / recipe["output"]
-    metrics = _finished_run(output, recipe)
-    if metrics is None:
+    state, metrics = _run_state(output, recipe)
+    if state != "finished":
         make_sample_data(data)  # keeps the same dataset; an older, different one is a FileExistsError
-        print(f"training the notebook recipe's model into {output} (it is not there yet)")
-        metrics = train(TrainConfig(**dict(recipe, data=str(data), output=str(output), device=device,
-                                           num_workers=num_workers)))
+        config = TrainConfig(**dict(recipe, data=str(data), output=str(output), device=device,
+                                    num_workers=num_workers, resume=state == "stopped"))
+        if state == "stopped":
+            print(f"resuming the notebook recipe's training in {output}: it stopped after epoch "
+                  f"{metrics['epochs']} of {recipe['epochs']}")
+        else:
+            print(f"training the notebook recipe's model into {output} (it is not there yet)")
+        metrics = train(config)
     model, classes = load_model(output / "model.ckpt")
     model.set_train(False)
     return model, classes, metrics
 
 
-def _finished_run(output, recipe):
-    """The metrics of a run in OUTPUT that finished the recipe (every setting but the paths equal), else None."""
+def _run_state(output, recipe):
+    """("finished" | "stopped" | None, metrics) of the run in OUTPUT: finished the recipe (every setting but the
+    paths equal, every epoch done), stopped part-way with a checkpoint to resume from, or neither."""
+    from .train import unfinished_run
+
     path = output / "metrics.json"
     if not (path.is_file() and (output / "model.ckpt").is_file()):
-        return None
+        return None, None
     metrics = json.loads(path.read_text())
     used = metrics.get("config", {})
-    same = all(used.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in recipe.items()
-               if k not in ("data", "output"))
-    return metrics if same and metrics.get("epochs") == recipe["epochs"] else None
+    if not all(used.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in recipe.items()
+               if k not in ("data", "output")):
+        return None, None
+    if metrics.get("epochs") == recipe["epochs"]:
+        return "finished", metrics
+    return ("stopped", metrics) if unfinished_run(output) else (None, None)

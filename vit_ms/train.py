@@ -18,7 +18,7 @@ from mindcv.scheduler import create_scheduler
 from mindspore import nn
 
 from .checkpoint import save_model
-from .config import CLASSES_KEY, CONFIG_KEY, TrainConfig
+from .config import CLASSES_KEY, CONFIG_KEY, HISTORY_KEY, TrainConfig
 from .data import create_dataset, list_classes
 from .device import set_device, to_numpy
 from .evaluate import evaluate_dataset, make_eval_step
@@ -212,6 +212,8 @@ def resume(run):
                          f"with --pretrained {run.path('model.ckpt')} to train longer")
     state = ms.load_checkpoint(str(last))
     done = int(state.pop("epoch"))
+    # the history saved with these weights: metrics.json may be an epoch behind, if the run stopped between the two
+    history = json.loads(str(state.pop(HISTORY_KEY))) if HISTORY_KEY in state else metrics.get("history", [])[:done]
     for key in ("step", CONFIG_KEY, CLASSES_KEY):
         state.pop(key, None)
     missing, _ = ms.load_param_into_net(run.optimizer, state, strict_load=True)
@@ -219,7 +221,7 @@ def resume(run):
         raise ValueError(f"{last} does not match this run's model/optimizer; missing: {missing[:10]}")
     if run.is_main:
         print(f"resumed from {last} after epoch {done}")
-    return done, metrics.get("history", [])[:done]
+    return done, history
 
 
 def train_one_epoch(run, epoch, resumed=False):
@@ -255,12 +257,14 @@ def train_one_epoch(run, epoch, resumed=False):
 
 
 def save_epoch(run, epoch, metrics):
-    """model.ckpt (weights + architecture + classes), last.ckpt (+ optimizer state, to resume), metrics.json."""
+    """model.ckpt (weights + architecture + classes), last.ckpt (+ optimizer state and history, to resume), then
+    metrics.json: written last, so a metrics.json that counts every planned epoch means the run finished."""
     done = epoch + 1
     save_model(run.model, run.path("model.ckpt"), run.classes)
     atomic_save(run.optimizer, run.path("last.ckpt"), {"epoch": done, "step": done * run.steps_per_epoch,
                                                        CONFIG_KEY: json.dumps(run.model.config),
-                                                       CLASSES_KEY: json.dumps(run.classes)})
+                                                       CLASSES_KEY: json.dumps(run.classes),
+                                                       HISTORY_KEY: json.dumps(metrics["history"])})
     tmp = run.path("metrics.json.tmp")
     tmp.write_text(json.dumps(metrics, indent=2))
     os.replace(tmp, run.path("metrics.json"))
@@ -272,6 +276,8 @@ def train(cfg: TrainConfig, on_epoch_end=None):
     on_epoch_end(epoch, record, model) is called after each epoch's checkpoint is written (notebooks use it).
     """
     run = build_run(cfg)
+    if run.is_main and not cfg.resume:  # a new run: an older run's metrics.json must not vouch for its checkpoints
+        run.path("metrics.json").unlink(missing_ok=True)
     start_epoch, history = resume(run) if cfg.resume else (0, [])
     metrics = {}
     for epoch in range(start_epoch, cfg.epochs):
