@@ -204,3 +204,25 @@ def test_drop_path_noise_depends_only_on_seed_rank_and_step():
     np.testing.assert_array_equal(drop_path_noise(7, 0, 12, 3, 5).asnumpy(), first)
     for other in (drop_path_noise(7, 0, 13, 3, 5), drop_path_noise(7, 1, 12, 3, 5), drop_path_noise(8, 0, 12, 3, 5)):
         assert not np.array_equal(other.asnumpy(), first)
+
+
+def test_resume_says_when_dropout_or_auto_augment_cannot_resume_exactly(data, tmp_path, capsys):
+    from vit_ms.train import TrainConfig, train
+
+    config = dict(model="vit_ti_16", image_size=32, patch_size=8, embed_dim=48, depth=1, num_heads=3, batch_size=32,
+                  epochs=2, warmup_epochs=0, num_workers=1, device="CPU", data=str(data), output=str(tmp_path / "r"))
+
+    def stop(epoch, record, model):
+        raise KeyboardInterrupt
+
+    for extra, flags in ((dict(), None), (dict(drop_rate=0.1), "--drop-rate"),
+                         (dict(drop_rate=0.1, auto_augment="randaug-m9-mstd0.5"), "--drop-rate and --auto-augment")):
+        with pytest.raises(KeyboardInterrupt):
+            train(TrainConfig(**config, **extra), on_epoch_end=stop)
+        capsys.readouterr()
+        train(TrainConfig(**config, **extra, resume=True))
+        notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+        assert notes == ([] if flags is None else [f"note: {flags} draw from random streams that start again in a new "
+                                                   f"process (MindSpore's dropout kernel; Python's random in the data "
+                                                   f"workers): from here this run differs from one that was not "
+                                                   f"interrupted"])

@@ -58,7 +58,9 @@ def mixed_precision(model, amp_level, target):
 def make_train_step(model, loss_fn, optimizer, clip_grad, world_size, loss_scaler=None):
     """One optimisation step, compiled to a graph with ms.jit."""
     def forward(images, labels, drop_path_noise):
-        loss = loss_fn(model(images, drop_path_noise).astype(ms.float32), labels)
+        # other models (mindcv's, timed by the benchmark) take the images only
+        logits = model(images) if drop_path_noise is None else model(images, drop_path_noise)
+        loss = loss_fn(logits.astype(ms.float32), labels)
         return loss_scaler.scale(loss) if loss_scaler is not None else loss
 
     grad_fn = ms.value_and_grad(forward, None, optimizer.parameters)
@@ -221,6 +223,12 @@ def resume(run):
         raise ValueError(f"{last} does not match this run's model/optimizer; missing: {missing[:10]}")
     if run.is_main:
         print(f"resumed from {last} after epoch {done}")
+        restarting = [flag for flag, on in (("--drop-rate", cfg.drop_rate > 0), ("--auto-augment", cfg.auto_augment))
+                      if on]
+        if restarting:  # DropPath, mixup, crops and flips resume exactly; these two streams cannot be restored
+            print(f"note: {' and '.join(restarting)} draw from random streams that start again in a new process "
+                  f"(MindSpore's dropout kernel; Python's random in the data workers): from here this run differs "
+                  f"from one that was not interrupted")
     return done, history
 
 
