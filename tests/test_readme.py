@@ -1,8 +1,9 @@
 """Every command in README.md and in the notebooks' markdown runs here as written, scaled down only by flags.
 
 The commands are read from the files themselves (fenced bash/python blocks and inline `python -m ...` / `msrun ...`
-code), in order, in one sandbox laid out like the repository root (``vit_ms`` is a link to the package, so
-``msrun ... vit_ms/train.py`` works). Nothing reaches the internet: the download commands get ``--url`` of a server
+code), in order, in one sandbox laid out like the repository root (``vit_ms`` and ``scripts`` are links to the
+package and to the launcher folder, so ``msrun ... scripts/train.py`` works). msrun commands that differ only in
+``--node_rank`` (one per machine) run at the same time, on this machine, with ``--master_addr=127.0.0.1``. Nothing reaches the internet: the download commands get ``--url`` of a server
 on 127.0.0.1 that serves a course-shaped zip and checkpoint. A command this file has no rule for fails the test:
 a README command with no test is a bug.
 """
@@ -13,6 +14,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -91,8 +93,9 @@ def _course_checkpoint(tmp_path):
     return write_layout("tutorial", params, tmp_path).read_bytes()
 
 
-def scaled(command, server):
-    """The command with flags that scale it down (or with the local server's URL); None if no rule covers it."""
+def scaled(command, server, port=None):
+    """The command with flags that scale it down (or with the local server's URL); None if no rule covers it.
+    ``port``: msrun's --master_port, shared by the nodes of one job."""
     rules = [
         ("python -m vit_ms --help", ""),
         ("python -m vit_ms demo", "--epochs 1 --num-workers 1"),
@@ -115,12 +118,29 @@ def scaled(command, server):
         if command == prefix or command.startswith(prefix + " "):
             return f"{command} {flags}".strip()
     if command.startswith("msrun "):
-        command = re.sub(r"--worker_num=\d+", "--worker_num=2", command)
-        command = re.sub(r"--local_worker_num=\d+", "--local_worker_num=2", command)
-        command = re.sub(r"--master_port=\d+", f"--master_port={_free_port()}", command)
+        nodes = int(re.search(r"--worker_num=(\d+)", command)[1]) // int(re.search(r"--local_worker_num=(\d+)",
+                                                                                   command)[1])
+        command = re.sub(r"--worker_num=\d+", "--worker_num=2", command)  # 2 workers: 1 on each of 2 machines
+        command = re.sub(r"--local_worker_num=\d+", f"--local_worker_num={2 // nodes}", command)
+        command = re.sub(r"--master_port=\d+", f"--master_port={port or _free_port()}", command)
         command = re.sub(r"--master_addr=\S+", "--master_addr=127.0.0.1", command)  # the stand-in for node 0
         return f"{command} {SMALL_TRAIN}"
     return None
+
+
+def node_groups(commands):
+    """The commands in order, each as a list of the commands to run at the same time: msrun commands that differ
+    only in --node_rank (the same job typed on each machine) form one group."""
+    groups, index = [], {}
+    for kind, command in commands:
+        key = re.sub(r"--node_rank=\d+", "--node_rank=N", command) if command.startswith("msrun ") else None
+        if key is not None and "--node_rank=" in command and key in index:
+            groups[index[key]].append((kind, command))
+        else:
+            if key is not None and "--node_rank=" in command:
+                index[key] = len(groups)
+            groups.append([(kind, command)])
+    return groups
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +150,7 @@ def sandbox(tmp_path_factory):
     repo = base / "repo"
     repo.mkdir()
     (repo / "vit_ms").symlink_to(ROOT / "vit_ms")
+    (repo / "scripts").symlink_to(ROOT / "scripts")
     imagenet = fake_imagenet(base / "imagenet")
     files = {"/notebook/datasets/vit_imagenet_dataset.zip": _course_zip(),
              "/vision/vit_b_16_224.ckpt": _course_checkpoint(base)}
@@ -157,24 +178,40 @@ def test_commands_that_ci_runs_are_in_ci_run():
 
 def test_every_documented_command_runs(sandbox):
     repo, server, env = sandbox
-    failures, ran = [], []
-    for kind, command in documented_commands():
-        if kind == "python":
-            argv, shown = [sys.executable, "-c", command], "python block:\n" + command
-        else:
-            if command in RUN_BY_CI:
-                continue
-            parts = [p for p in command.split(" && ") if p not in RUN_BY_CI]  # the pip/pytest part runs in CI
-            if not parts:
-                continue
-            runnable = " && ".join(scaled(p, server) for p in parts)
-            argv, shown = ["bash", "-c", runnable], runnable
-        done = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-        ran.append(shown)
-        if done.returncode != 0:
-            failures.append(f"$ {shown}\n(exit {done.returncode})\n{done.stdout[-1500:]}\n{done.stderr[-3000:]}")
+    failures, ran, together = [], [], []
+    for group in node_groups(documented_commands()):
+        port = _free_port()  # the nodes of one msrun job meet at one port
+        jobs = []
+        for kind, command in group:
+            if kind == "python":
+                argv, shown = [sys.executable, "-c", command], "python block:\n" + command
+            else:
+                if command in RUN_BY_CI:
+                    continue
+                parts = [p for p in command.split(" && ") if p not in RUN_BY_CI]  # the pip/pytest part runs in CI
+                if not parts:
+                    continue
+                runnable = " && ".join(scaled(p, server, port) for p in parts)
+                argv, shown = ["bash", "-c", runnable], runnable
+            if jobs:
+                time.sleep(2)  # node 0 first: its scheduler takes the port
+            jobs.append((shown, subprocess.Popen(argv, cwd=repo, env=env, stdout=subprocess.PIPE,
+                                                 stderr=subprocess.PIPE, text=True)))
+        for i, (shown, job) in enumerate(jobs):
+            stdout, stderr = job.communicate(timeout=900)
+            ran.append(shown)
+            # on one machine every msrun whose --master_addr is local starts a scheduler too; the other nodes' cannot
+            # bind node 0's port and their msrun exits with 1, while their workers join node 0's job
+            second_scheduler = i > 0 and "Failed to init the tcp server" in stdout + stderr
+            if job.returncode != 0 and not second_scheduler:
+                failures.append(f"$ {shown}\n(exit {job.returncode})\n{stdout[-1500:]}\n{stderr[-3000:]}")
+        if len(jobs) > 1:
+            together.append([shown for shown, _ in jobs])
     assert not failures, "\n\n".join(failures)
     assert any(c.startswith("msrun ") for c in ran) and any("download dataset" in c for c in ran)
     assert (repo / "runs" / "dp" / "model.ckpt").is_file()           # msrun's rank 0 wrote the data-parallel run
+    # the two-machine job: node ranks 0 and 1 ran together, one worker each, and trained with world size 2
+    assert any(sorted(re.search(r"--node_rank=(\d+)", c)[1] for c in group) == ["0", "1"] for group in together)
+    assert json.loads((repo / "runs" / "dp2" / "metrics.json").read_text())["world_size"] == 2
     assert (repo / "checkpoints" / "vit_b_16_224.safetensors").is_file()
     assert json.loads((repo / "runs" / "course" / "metrics.json").read_text())["epochs"] == 1
