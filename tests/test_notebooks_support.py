@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbval.plugin import get_sanitize_patterns
+from nbval.plugin import coalesce_streams, get_sanitize_patterns
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ("01_patch_embedding", "02_position_embedding", "03_encoder_block", "04_training", "05_evaluation")
@@ -85,6 +85,42 @@ def test_compared_outputs_hold_nothing_machine_dependent(name):
             f"progress-bar widget in a compared cell: {cell.source[:60]}"
         text = "".join(o.get("text", "") for o in cell.outputs)
         assert "vit_ms: using" not in text, f"the device depends on the machine: {cell.source[:60]}"
+
+
+TQDM_COUNT = re.compile(r"\|[^|\n]*\| *(\d+)/(\d+) \[")
+
+
+def _shown_text(cell):
+    """The text Jupyter shows for a saved cell: streams joined, a carriage return overwriting its line (as nbval and
+    the notebook front ends fold them), plus each display's text/plain."""
+    outputs = coalesce_streams([nbformat.from_dict(dict(o)) for o in cell.outputs])
+    return [o.text for o in outputs if o.output_type == "stream"] + \
+        [o.data["text/plain"] for o in outputs if "text/plain" in o.get("data", {})]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_saved_progress_bars_show_their_final_state(name):
+    """A widget bar is saved as the text it had when it appeared ("0%| | 0/62"); a text bar folds to its last line."""
+    for cell in _code_cells(_read(name)):
+        assert not any(WIDGET in o.get("data", {}) for o in cell.outputs), \
+            f"progress-bar widget saved at its first state: {cell.source[:60]}"
+        stuck = [m.group(0) for text in _shown_text(cell) for m in TQDM_COUNT.finditer(text)
+                 if m.group(1) != m.group(2)]
+        assert not stuck, f"progress bars saved unfinished {stuck[:3]}: {cell.source[:60]}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_prints_the_device_line_once(name):
+    printed = "".join(text for cell in _code_cells(_read(name)) for text in _shown_text(cell))
+    assert printed.count("vit_ms: using ") <= 1
+
+
+def test_stuck_bar_check_sees_a_widget_snapshot_and_passes_a_folded_text_bar():
+    snapshot = "epoch 1/3:   0%|          | 0/62 [00:00<?, ?it/s]"
+    folded = coalesce_streams([nbformat.from_dict(dict(output_type="stream", name="stderr", text=text)) for text in
+                               ("\r" + snapshot, "\repoch 1/3: 100%|##########| 62/62 [00:09<00:00, 6.5it/s]", "\n")])
+    assert [m.groups() for m in TQDM_COUNT.finditer(snapshot)] == [("0", "62")]
+    assert [m.groups() for m in TQDM_COUNT.finditer(folded[0].text)] == [("62", "62")]
 
 
 def test_training_notebook_has_a_papermill_parameters_cell_first():

@@ -11,6 +11,7 @@ from mindspore import log as ms_log
 from .config import BACKENDS
 
 _chosen = None  # the backend set_device selected in this process
+_announced = None  # the backend set_device last printed, so a notebook shows its device line once
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,7 +32,8 @@ def _available(target):
 
 
 def set_device(device="auto", verbose=True):
-    """Select the backend ("auto" = the best available) and return its name ("Ascend", "GPU" or "CPU")."""
+    """Select the backend ("auto" = the best available) and return its name ("Ascend", "GPU" or "CPU"). With
+    ``verbose``, print which one, once per process (a notebook calls this from several cells)."""
     if not isinstance(device, str):
         raise TypeError(f"device must be a string, one of 'auto', {', '.join(map(repr, BACKENDS))}; got {device!r}")
     names = {b.lower(): b for b in BACKENDS}
@@ -44,7 +46,7 @@ def set_device(device="auto", verbose=True):
                                f"use device='auto' or 'CPU'")
     else:
         raise ValueError(f"device must be 'auto', {', '.join(map(repr, BACKENDS))}; got {device!r}")
-    global _chosen
+    global _chosen, _announced
     current = ms.get_context("device_target")
     if current != target or _chosen is None:
         if hasattr(ms, "set_device"):  # MindSpore >= 2.5
@@ -56,8 +58,9 @@ def set_device(device="auto", verbose=True):
         else:
             ms.set_context(device_target=target)
         _chosen = target
-    if verbose:
+    if verbose and _announced != target:
         print(f"vit_ms: using {target} (MindSpore {ms.__version__})")
+        _announced = target
     return target
 
 

@@ -51,10 +51,13 @@ def process_env(name):
 
 
 def progress_bar(iterable=None, **kwargs):
-    """tqdm.auto's bar, redrawn at most once a second: in Jupyter every redraw is a widget message, and a cell that
-    trains for minutes at tqdm's default 10 per second floods the kernel's output channel (nbval then misses the end
-    of the cell)."""
-    from tqdm.auto import tqdm
+    """tqdm's text bar on stderr, redrawn at most once a second.
+
+    Not tqdm.auto's widget: a notebook saves a widget as the text it had when it appeared ("0%| | 0/62"), while
+    Jupyter and nbconvert fold a text bar's carriage returns into its last state, so a saved notebook shows each bar
+    finished. Once a second keeps a cell that trains for minutes from flooding the kernel's output channel."""
+    from tqdm import tqdm
 
     kwargs.setdefault("mininterval", 1.0)
+    kwargs.setdefault("file", sys.stderr)
     return tqdm(iterable, **kwargs)
