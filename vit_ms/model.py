@@ -160,17 +160,13 @@ class Mlp(nn.Cell):
 class DropPath(nn.Cell):
     """Stochastic depth: in training, zero the whole residual branch for a random subset of samples.
 
-    Kept samples are scaled by 1/keep so the expected output is unchanged; identity in eval. The random numbers
-    (uniform in [0, 1), one per sample) come from the caller as ``noise``: training draws them from a stream keyed by
-    (seed, step), so a resumed run draws exactly the masks the interrupted one would have. Without ``noise`` (a model
-    called on its own in training mode) the Cell draws them from its own seeded kernel.
-    """
+    Kept samples are scaled by 1/keep so the expected output is unchanged; identity in eval. The uniform numbers, one
+    per sample: ``noise`` (training's, keyed by seed and step, so a resume repeats them), else its own kernel's."""
 
     def __init__(self, drop_prob=0.0):
         super().__init__()
         self.drop_prob = check_rate(drop_prob, "drop_path_rate")
-        # seeded from NumPy's global state like the weights, and drawn only when needed (nn.Dropout's CPU kernel is
-        # not reproducible under a fixed seed while the data pipeline runs)
+        # seeded from NumPy's global state like the weights (nn.Dropout's CPU kernel does not repeat under a seed)
         self.uniform = None
         if self.drop_prob > 0.0:
             seed, seed2 = (int(s) for s in np.random.randint(1, 2 ** 31 - 1, size=2))
@@ -181,15 +177,13 @@ class DropPath(nn.Cell):
             return x
         keep = 1.0 - self.drop_prob
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        uniform = self.uniform(shape) if noise is None else noise.astype(ms.float32).reshape(shape)
+        uniform = self.uniform(shape) if noise is None else noise.reshape(shape)
         mask = ops.floor(uniform + keep)                   # 1 with probability keep, else 0 (one per sample)
         return x * (mask / keep).astype(x.dtype)
 
 
 class Block(nn.Cell):
-    """Encoder block (pre-norm): x + DropPath(Attention(LN(x))), then x + DropPath(Mlp(LN(x))).
-
-    ``noise``: None, or [2, B] uniform numbers for the two DropPaths (see DropPath)."""
+    """Encoder block (pre-norm): x + DropPath(Attention(LN(x))), then x + DropPath(Mlp(LN(x)))."""
 
     def __init__(self, dim, num_heads, mlp_ratio=4.0, drop=0.0, attn_drop=0.0, drop_path=0.0,
                  norm_eps=1e-6, gelu_approximate=False, layers=None):
@@ -202,12 +196,10 @@ class Block(nn.Cell):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop, gelu_approximate=gelu_approximate, layers=layers)
         self.drop_path2 = DropPath(drop_path)
 
-    def construct(self, x, noise=None):
-        if noise is None:
-            x = x + self.drop_path1(self.attn(self.norm1(x)))
-            return x + self.drop_path2(self.mlp(self.norm2(x)))
-        x = x + self.drop_path1(self.attn(self.norm1(x)), noise[0])
-        return x + self.drop_path2(self.mlp(self.norm2(x)), noise[1])
+    def construct(self, x, noise=None):  # noise: None, or [2, B] numbers for the two DropPaths
+        noise1, noise2 = (None, None) if noise is None else (noise[0], noise[1])
+        x = x + self.drop_path1(self.attn(self.norm1(x)), noise1)
+        return x + self.drop_path2(self.mlp(self.norm2(x)), noise2)
 
 
 class VisionTransformer(nn.Cell):
@@ -296,17 +288,10 @@ class VisionTransformer(nn.Cell):
         return self.pos_drop(x + self.pos_embed.astype(x.dtype))
 
     def forward_features(self, x, drop_path_noise=None):
-        """Normalised tokens [B, 1+N, D] after the encoder and the final LayerNorm.
-
-        ``drop_path_noise``: None, or [depth, 2, B] uniform numbers for the blocks' DropPaths (training passes them;
-        see ``drop_path_noise`` in vit_ms/train.py)."""
+        """Normalised tokens [B, 1+N, D] after the encoder and the final LayerNorm (drop_path_noise: [depth, 2, B])."""
         x = self.embed(x)
-        if drop_path_noise is None:
-            for block in self.blocks:
-                x = block(x)
-        else:
-            for i in range(len(self.blocks)):
-                x = self.blocks[i](x, drop_path_noise[i])
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if drop_path_noise is None else drop_path_noise[i])
         return self.norm(x)
 
     def forward_head(self, x):
