@@ -20,7 +20,7 @@ from mindspore.common.initializer import Normal, initializer
 from . import kernels
 from .checks import check_int, check_numerics, check_rate
 from .config import IMAGENET_MEAN, IMAGENET_STD
-from .device import current_device
+from .device import flash_attention_support
 
 _BATCH_MATMUL_NT = ops.BatchMatMul(transpose_b=True)  # q @ k.T without materialising k.T
 
@@ -28,10 +28,12 @@ _BATCH_MATMUL_NT = ops.BatchMatMul(transpose_b=True)  # q @ k.T without material
 def layer_set(cpu_kernels=None):
     """The layers a model is built from: MindSpore's nn.Dense, nn.LayerNorm, nn.GELU and nn.Conv2d, or, on the CPU,
     vit_ms.kernels' versions (same parameters, same results, faster there) and ``fused_attention`` (all heads in one
-    kernel). This is the one speed switch: ``cpu_kernels`` True/False, or None to let ``use_cpu_kernels`` decide."""
+    kernel). This is the one speed switch: ``cpu_kernels`` True/False, or None to let ``use_cpu_kernels`` decide.
+    ``flash_attention``: whether Attention may take ``ops.flash_attention_score`` (an Ascend chip that has it)."""
     if kernels.use_cpu_kernels(cpu_kernels):
         return kernels.cpu_layers()
-    return SimpleNamespace(Dense=nn.Dense, LayerNorm=nn.LayerNorm, GELU=nn.GELU, Conv2d=nn.Conv2d, fused_attention=None)
+    return SimpleNamespace(Dense=nn.Dense, LayerNorm=nn.LayerNorm, GELU=nn.GELU, Conv2d=nn.Conv2d, fused_attention=None,
+                           flash_attention=flash_attention_support()[0])
 
 
 def _trunc_normal(shape, std, a=-2.0, b=2.0):
@@ -106,8 +108,9 @@ class Attention(nn.Cell):
         self.attn_drop = nn.Dropout(p=attn_drop)
         self.proj = _dense(layers, dim, dim)
         self.proj_drop = nn.Dropout(p=proj_drop)
-        # Ascend: MindSpore's fused flash-attention kernel (float16/bfloat16, i.e. under mixed precision)
-        self.flash_attention = current_device() == "Ascend" and attn_drop == 0.0 and self.head_dim % 16 == 0
+        # Ascend chips that have it: MindSpore's fused flash-attention kernel (float16/bfloat16, i.e. under mixed
+        # precision); decided here, once, from the device (vit_ms.device.flash_attention_support)
+        self.flash_attention = bool(layers.flash_attention) and attn_drop == 0.0 and self.head_dim % 16 == 0
         # CPU: the same computation in one vit_ms C++ kernel (float32, without attention dropout)
         self.fused = layers.fused_attention() if layers.fused_attention and attn_drop == 0.0 else None
 
@@ -211,7 +214,9 @@ class VisionTransformer(nn.Cell):
     original implementation does, because it is a Dense layer over the flattened patch.
 
     ``cpu_kernels``: build from vit_ms.kernels' CPU layers (True), MindSpore's layers (False), or decide from the
-    device (None, see ``layer_set``). It changes speed, not results, and is not part of ``config``.
+    device (None, see ``layer_set``). It changes speed, not results, and is not part of ``config``. Likewise
+    ``flash_attention`` (an attribute, decided from the device): whether the blocks' attention runs as
+    ``ops.flash_attention_score`` under mixed precision.
     """
 
     def __init__(self, image_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=768, depth=12,
@@ -260,6 +265,7 @@ class VisionTransformer(nn.Cell):
             Block(embed_dim, num_heads, mlp_ratio, drop_rate, attn_drop_rate, rates[i], norm_eps, gelu_approximate,
                   layers=layers)
             for i in range(depth)])
+        self.flash_attention = any(block.attn.flash_attention for block in self.blocks)
         self.norm = layers.LayerNorm((embed_dim,), epsilon=norm_eps)
         if representation_size:
             # the original pre-training head: Dense + tanh before the classifier
