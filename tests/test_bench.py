@@ -20,7 +20,7 @@ def report():
         return bench.run_benchmark(compare=("mindcv", "timm"), rounds=2, **TINY)
 
 
-def test_report_measures_both_modes_for_both_mindspore_models(report):
+def test_report_measures_both_modes_for_both_mindspore_models(report, cpu_only):
     assert report["modes"] == ["eval", "train"]
     assert [r["framework"] for r in report["results"]] == ["vit_ms", "mindcv", "timm"]
     ours, mindcv, timm = report["results"]

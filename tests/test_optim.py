@@ -17,6 +17,8 @@ WEIGHT_DECAY = 0.05
 
 @pytest.fixture(params=[True, False], ids=["cpp-kernel", "mindspore-kernel"])
 def cpu_kernels(request):
+    if request.param:
+        request.getfixturevalue("needs_cpu_kernels")
     return request.param
 
 
