@@ -155,6 +155,7 @@ def test_commands_that_ci_runs_are_in_ci_run():
         assert command in ci, command
 
 
+@pytest.mark.slow
 def test_every_documented_command_runs(sandbox):
     repo, server, env = sandbox
     failures, ran = [], []
