@@ -368,7 +368,8 @@ def _add_doctor(subparsers):
     p = _command(subparsers, "doctor", _doctor, "check this installation: MindSpore, device, numpy, kernels, course files",
                  "Print what a learner or a bug report needs: the MindSpore version (and whether it was tested), the "
                  "backend and devices with mindspore.run_check(), numpy, the C++ CPU kernels, flash attention, the course "
-                 "dataset and checkpoint, threads; with --smoke, a short training and inference test. Exits with status 1 when something the course needs is broken.")
+                 "dataset and checkpoint, threads; with --smoke, a short training and inference test. Exits with status "
+                 "1 when something the course needs is broken.")
     p.add_argument("--root", default=".", help="the repository folder whose data/ and checkpoints/ the notebooks use")
     p.add_argument("--smoke", action="store_true",
                    help="then a smoke test on the device: compiled training steps of a small ViT-B-shaped model with "

@@ -28,12 +28,10 @@ _BATCH_MATMUL_NT = ops.BatchMatMul(transpose_b=True)  # q @ k.T without material
 def layer_set(cpu_kernels=None):
     """The layers a model is built from: MindSpore's nn.Dense, nn.LayerNorm, nn.GELU and nn.Conv2d, or, on the CPU,
     vit_ms.kernels' versions (same parameters, same results, faster there) and ``fused_attention`` (all heads in one
-    kernel). This is the one speed switch: ``cpu_kernels`` True/False, or None to let ``use_cpu_kernels`` decide.
-    ``flash_attention``: whether Attention may take ``ops.flash_attention_score`` (an Ascend chip that has it)."""
+    kernel). This is the one speed switch: ``cpu_kernels`` True/False, or None to let ``use_cpu_kernels`` decide."""
     if kernels.use_cpu_kernels(cpu_kernels):
         return kernels.cpu_layers()
-    return SimpleNamespace(Dense=nn.Dense, LayerNorm=nn.LayerNorm, GELU=nn.GELU, Conv2d=nn.Conv2d, fused_attention=None,
-                           flash_attention=flash_attention_support()[0])
+    return SimpleNamespace(Dense=nn.Dense, LayerNorm=nn.LayerNorm, GELU=nn.GELU, Conv2d=nn.Conv2d, fused_attention=None)
 
 
 def _trunc_normal(shape, std, a=-2.0, b=2.0):
@@ -108,9 +106,8 @@ class Attention(nn.Cell):
         self.attn_drop = nn.Dropout(p=attn_drop)
         self.proj = _dense(layers, dim, dim)
         self.proj_drop = nn.Dropout(p=proj_drop)
-        # Ascend chips that have it: MindSpore's fused flash-attention kernel (float16/bfloat16, i.e. under mixed
-        # precision); decided here, once, from the device (vit_ms.device.flash_attention_support)
-        self.flash_attention = bool(layers.flash_attention) and attn_drop == 0.0 and self.head_dim % 16 == 0
+        # Ascend chips that have it (decided at build, from the device): MindSpore's fused kernel, float16/bfloat16
+        self.flash_attention = flash_attention_support()[0] and attn_drop == 0.0 and self.head_dim % 16 == 0
         # CPU: the same computation in one vit_ms C++ kernel (float32, without attention dropout)
         self.fused = layers.fused_attention() if layers.fused_attention and attn_drop == 0.0 else None
 
@@ -213,10 +210,8 @@ class VisionTransformer(nn.Cell):
     query token; the patch projection uses LeCun-normal (trunc-normal with std sqrt(1/fan_in)), as Google's
     original implementation does, because it is a Dense layer over the flattened patch.
 
-    ``cpu_kernels``: build from vit_ms.kernels' CPU layers (True), MindSpore's layers (False), or decide from the
-    device (None, see ``layer_set``). It changes speed, not results, and is not part of ``config``. Likewise
-    ``flash_attention`` (an attribute, decided from the device): whether the blocks' attention runs as
-    ``ops.flash_attention_score`` under mixed precision.
+    ``cpu_kernels``: vit_ms.kernels' CPU layers (True), MindSpore's (False), or decide from the device (None); the
+    device decides ``flash_attention`` (Ascend). Both change speed, not results, and are not part of ``config``.
     """
 
     def __init__(self, image_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=768, depth=12,
@@ -233,9 +228,6 @@ class VisionTransformer(nn.Cell):
             check_rate(value, name)
         if global_pool not in ("token", "avg"):
             raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
-        if embed_dim % num_heads != 0:
-            raise ValueError(f"embed_dim must be divisible by num_heads, got embed_dim={embed_dim}, "
-                             f"num_heads={num_heads}")
         if representation_size is not None:
             check_int(representation_size, "representation_size (or None)")
         # the constructor arguments, saved with trained checkpoints so the model can be rebuilt from the file

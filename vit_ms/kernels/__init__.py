@@ -48,4 +48,4 @@ def cpu_layers():
     from . import layers
 
     return SimpleNamespace(Dense=layers.Dense, LayerNorm=layers.LayerNorm, GELU=layers.GELU, Conv2d=layers.PatchConv2d,
-                           fused_attention=layers.fused_attention, flash_attention=False)
+                           fused_attention=layers.fused_attention)
