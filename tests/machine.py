@@ -15,6 +15,8 @@ def cpu_kernels_missing():
     reason = kernels_reason(mindspore.__version__)
     if reason is not None:
         return reason
+    native.library.cache_clear()       # built (or not) before: build again, to hear the reason
+    native.dnnl_library.cache_clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         built = native.library() is not None and native.dnnl_library() is not None
