@@ -91,6 +91,7 @@ def test_unwritable_cache_is_named(fresh, monkeypatch, tmp_path):
         assert native.library() is None
 
 
+@pytest.mark.slow
 def test_kernel_bench_command_times_each_layer_pair():
     """docs/performance.md's command, scaled down by its flags."""
     import json

@@ -33,6 +33,7 @@ def report(tmp_path_factory):
     return json.loads(done.stdout)  # stdout is the JSON alone: the profiler's progress lines went to stderr
 
 
+@pytest.mark.slow
 def test_classes_cover_the_step(report, needs_cpu_kernels):
     classes = {c["name"]: c for c in report["classes"]}
     assert classes["matmul"]["launches"] > 0 and classes["matmul"]["ms"] > 0
@@ -47,6 +48,7 @@ def test_classes_cover_the_step(report, needs_cpu_kernels):
     assert report["unprofiled_wall_ms"] > 0 and report["kernel_ms"] > 0
 
 
+@pytest.mark.slow
 def test_launches_per_step_follow_the_model(report, needs_cpu_kernels):
     import vit_ms
 
@@ -65,6 +67,7 @@ def test_launches_per_step_follow_the_model(report, needs_cpu_kernels):
     assert all(float(o["launches"]).is_integer() for o in report["ops"])  # every step launches the same kernels
 
 
+@pytest.mark.slow
 def test_table_and_kept_files(tmp_path):
     done = run(*TINY, "--steps", "1", "--output", tmp_path / "kept", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
