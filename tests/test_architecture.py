@@ -200,6 +200,8 @@ def test_checkpoints_written_before_the_redesign_still_load():
 
 def _vermin(*paths):
     vermin = Path(sys.executable).with_name("vermin")
+    if not vermin.is_file():
+        pytest.skip("vermin (requirements.txt installs it) is not installed in this environment")
     return subprocess.run([str(vermin), "-t=3.9-", "--violations", "--no-tips", "--eval-annotations", *map(str, paths)],
                           capture_output=True, text=True, timeout=300)
 
@@ -227,6 +229,10 @@ def test_a_wheel_carries_the_class_names_and_the_kernel_sources(tmp_path):
     import zipfile
 
     import shutil
+    from importlib.metadata import version
+
+    if tuple(int(p) for p in version("setuptools").split(".")[:2]) < (61, 0):   # built here without isolation
+        pytest.skip(f"pyproject.toml's build needs setuptools>=61, this environment has {version('setuptools')}")
 
     source = tmp_path / "source"     # a copy: building in the checkout would leave build/ there
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "runs", "data", "notebooks",
