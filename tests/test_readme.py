@@ -29,7 +29,8 @@ SMALL_TRAIN = "--epochs 1 --warmup-epochs 0 --depth 1 --image-size 32 --batch-si
 SMALL_BENCH = "--model vit_ti_16 --depth 1 --image-size 32 --patch-size 8 --batch-size 2 --steps 1 --warmup 0 --rounds 1"
 # commands that .ci/run itself runs as written (a test cannot reinstall packages or run the test suite inside it)
 # (the fast tier included; `python -m vit_ms doctor --smoke` runs here, by the doctor rule)
-RUN_BY_CI = ("pip install -r requirements.txt", "python -m pytest", "pip install -e .", 'python -m pytest -m "not slow"')
+RUN_BY_CI = ("pip install -r requirements.txt", "python -m pytest", "pip install -e .", 'python -m pytest -m "not slow"',
+             "pip install --upgrade pip")
 
 
 def _commands_in(text, fenced):
