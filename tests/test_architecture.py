@@ -152,7 +152,13 @@ def _paths_in_subprocess(script, **env):
     return done.stdout.strip().splitlines()[-1]
 
 
-def test_a_model_built_before_set_device_takes_the_same_path_as_one_built_after():
+def test_a_model_built_before_set_device_takes_the_same_path_as_one_built_after(cpu_only):
+    import mindspore
+
+    from vit_ms.versions import kernels_reason
+
+    if kernels_reason(mindspore.__version__):
+        pytest.skip(f"models take MindSpore's layers here: {kernels_reason(mindspore.__version__)}")
     script = ("import vit_ms\nsmall = dict(image_size=16, patch_size=8, embed_dim=8, depth=1, num_heads=2)\n"
               "before = vit_ms.VisionTransformer(**small)\nvit_ms.set_device('auto', verbose=False)\n"
               "after = vit_ms.VisionTransformer(**small)\n"
@@ -190,6 +196,8 @@ def test_checkpoints_written_before_the_redesign_still_load():
 
 def _vermin(*paths):
     vermin = Path(sys.executable).with_name("vermin")
+    if not vermin.is_file():
+        pytest.skip("vermin (requirements.txt installs it) is not installed in this environment")
     return subprocess.run([str(vermin), "-t=3.9-", "--violations", "--no-tips", "--eval-annotations", *map(str, paths)],
                           capture_output=True, text=True, timeout=300)
 
@@ -217,6 +225,10 @@ def test_a_wheel_carries_the_class_names_and_the_kernel_sources(tmp_path):
     import zipfile
 
     import shutil
+    from importlib.metadata import version
+
+    if tuple(int(p) for p in version("setuptools").split(".")[:2]) < (61, 0):   # built here without isolation
+        pytest.skip(f"pyproject.toml's build needs setuptools>=61, this environment has {version('setuptools')}")
 
     source = tmp_path / "source"     # a copy: building in the checkout would leave build/ there
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "build", "runs", "data", "notebooks",
@@ -234,5 +246,6 @@ def test_a_wheel_carries_the_class_names_and_the_kernel_sources(tmp_path):
     assert {"vit_ms/imagenet_class_names.json", "vit_ms/weights/load.py", *kernel_files} <= names
     metadata = next(n for n in names if n.endswith("METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
-    assert "Requires-Dist: mindspore<2.11,>=2.7" in text and "Requires-Dist: numpy<2,>=1.25" in text
+    # MindSpore is the image's (or requirements.txt's): installing the package must not replace it
+    assert "Requires-Dist: numpy<2,>=1.25" in text and "Requires-Dist: mindspore" not in text
     assert "Requires-Python: <3.12,>=3.9" in text

@@ -20,7 +20,8 @@ def report():
         return bench.run_benchmark(compare=("mindcv", "timm"), rounds=2, **TINY)
 
 
-def test_report_measures_both_modes_for_both_mindspore_models(report):
+@pytest.mark.slow
+def test_report_measures_both_modes_for_both_mindspore_models(report, cpu_only):
     assert report["modes"] == ["eval", "train"]
     assert [r["framework"] for r in report["results"]] == ["vit_ms", "mindcv", "timm"]
     ours, mindcv, timm = report["results"]
@@ -36,6 +37,7 @@ def test_report_measures_both_modes_for_both_mindspore_models(report):
     assert report["versions"]["mindspore"] and report["config"]["arch"]["embed_dim"] == 48
 
 
+@pytest.mark.slow
 def test_rounds_are_interleaved_and_ratios_are_per_round(report):
     assert len(report["rounds"]) == 2
     for results in report["rounds"]:  # each round measures every framework, in the same order
@@ -85,6 +87,7 @@ def test_timm_worker_starts_with_the_threads_of_a_plain_process(tmp_path):
     assert json.loads(done.stdout.strip().splitlines()[-1])["worker"]["OMP_NUM_THREADS"] == "2"
 
 
+@pytest.mark.slow
 def test_table_shows_every_row_and_ratio(report):
     table = bench.format_table(report)
     assert "patch 8, dim 48, depth 1, heads 3) at 32x32, batch 4" in table
@@ -132,6 +135,7 @@ def test_bad_arguments_raise_clear_errors(kwargs, message):
         bench.run_benchmark(**kwargs)
 
 
+@pytest.mark.slow
 def test_mixed_precision_o2_is_measured():
     """O2 (the Ascend/GPU default) through the same worker, here on CPU."""
     report = bench.run_benchmark(compare=(), amp_level="O2", rounds=1, **TINY)

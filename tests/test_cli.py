@@ -103,6 +103,7 @@ def test_demo_refuses_an_older_sample_dataset_in_its_default_folder(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_demo_short(tmp_path):
     data = tmp_path / "sample"
     run("make-sample-data", data, "--train-per-class", "8", "--val-per-class", "2")

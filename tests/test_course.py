@@ -34,6 +34,7 @@ def test_checkpoint_found_in_the_cache(tmp_path, monkeypatch):
     assert course.course_checkpoint_path(tmp_path) == cached
 
 
+@pytest.mark.slow
 def test_notebook_model_trains_once_then_reuses(tmp_path, monkeypatch):
     small = dict(course.load_recipe("notebook"), image_size=32, embed_dim=48, num_heads=3, depth=1, epochs=1,
                  warmup_epochs=0, batch_size=16)

@@ -32,6 +32,7 @@ def data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_two_workers_match_single_process(data, tmp_path):
     weights = tmp_path / "weights"
     weights.mkdir()

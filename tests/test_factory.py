@@ -14,7 +14,8 @@ PUBLISHED_COUNTS = {"vit_ti_16": 5_717_416, "vit_s_16": 22_050_664, "vit_b_16": 
 TINY = dict(image_size=32, depth=1, num_classes=10)  # a vit_ti_16 that is cheap to build and run
 
 
-@pytest.mark.parametrize("name", list(PUBLISHED_COUNTS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "vit_l_16" else n
+                                  for n in PUBLISHED_COUNTS])   # ViT-L takes seconds to build
 def test_parameter_count_matches_the_published_architecture(name):
     model = create_model(name, num_classes=1000)
     total = sum(int(np.prod(p.shape)) for p in model.trainable_params())

@@ -328,7 +328,7 @@ def loss_and_gradients(model, x, seed=8):
     # tanh GELU, avg pooling, pre-logits; mlp_ratio 40 gives fc2 2560 input columns: its backward runs in 2 blocks
     dict(norm_eps=1e-7, gelu_approximate=True, global_pool="avg", representation_size=24, mlp_ratio=40.0),
 ], ids=["defaults", "wide-fc2"])
-def test_cpu_kernels_equal_native_kernels_with_gradients(config):
+def test_cpu_kernels_equal_native_kernels_with_gradients(config, needs_cpu_kernels):
     config = dict(SMALL, **config)
     # the reference: MindSpore's own layers and kernels (the path Ascend and GPU take)
     fast, native = VisionTransformer(**config), VisionTransformer(**config, cpu_kernels=False)
@@ -359,7 +359,7 @@ def test_cpu_kernels_equal_native_kernels_with_gradients(config):
 @pytest.mark.parametrize("shape, eps, built_with", [((2, 5, 48), 1e-6, 1e-6), ((7, 768), 1e-7, 1e-7),
                                                      ((3, 197, 768), 1e-6, 1e-6), ((2, 5, 48), 0.5, 1e-6)],
                          ids=["small", "2-D", "vit-b", "epsilon-changed-after-construction"])
-def test_layer_norm_fused_kernels_equal_mindspore_and_float64(shape, eps, built_with):
+def test_layer_norm_fused_kernels_equal_mindspore_and_float64(shape, eps, built_with, needs_cpu_kernels):
     from mindspore import nn
 
     rng = np.random.default_rng(3)
@@ -395,7 +395,7 @@ def test_layer_norm_fused_kernels_equal_mindspore_and_float64(shape, eps, built_
 @pytest.mark.skipif(ms.get_context("device_target") != "CPU", reason="the fused kernel is CPU-only")
 @pytest.mark.parametrize("batch, tokens, heads, dim", [(2, 197, 12, 64), (3, 5, 2, 8), (1, 1, 1, 4)],
                          ids=["vit-b", "small", "one-token"])
-def test_fused_attention_and_its_gradient_equal_float64(batch, tokens, heads, dim):
+def test_fused_attention_and_its_gradient_equal_float64(batch, tokens, heads, dim, needs_cpu_kernels):
     rng = np.random.default_rng(5)
     qkv = (rng.standard_normal((batch, tokens, 3, heads, dim)) * 2).astype(np.float32)
     weights = rng.standard_normal((batch, tokens, heads, dim)).astype(np.float32)
@@ -428,13 +428,15 @@ def test_column_blocks_are_equal_and_at_most_wide(width, blocks):
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["native-kernels", "erf-formula"])
-def test_exact_gelu_and_its_gradient_equal_float64(fused):
+def test_exact_gelu_and_its_gradient_equal_float64(fused, request):
+    if fused:
+        request.getfixturevalue("needs_cpu_kernels")
     x = np.linspace(-12, 12, 200001).astype(np.float32)
     x64 = x.astype(np.float64)
     phi = np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in x64])        # Phi(x), accurate in both tails
     density = np.exp(-x64 ** 2 / 2) / math.sqrt(2 * math.pi)
     gelu = GELU(approximate=False)
-    if ms.get_context("device_target") == "CPU":
+    if fused and ms.get_context("device_target") == "CPU":
         assert gelu.fused is not None, "vit_ms.native did not build"
     if not fused:
         gelu.fused = None                                   # the formula used where the C++ kernels cannot be built

@@ -21,7 +21,7 @@ def fresh(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("build", [native.library, native.dnnl_library], ids=["gelu-layernorm", "attention"])
-def test_library_is_built_once_and_reused(fresh, build):
+def test_library_is_built_once_and_reused(needs_cpu_kernels, fresh, build):
     path = build()
     assert path is not None and path.parent == fresh and path.suffix == ".so"
     built = path.stat().st_mtime_ns
@@ -30,7 +30,7 @@ def test_library_is_built_once_and_reused(fresh, build):
     assert not list(fresh.glob("*.part"))                           # no half-written file left
 
 
-def test_attention_library_links_mindspores_own_onednn(fresh):
+def test_attention_library_links_mindspores_own_onednn(needs_cpu_kernels, fresh):
     import subprocess
 
     onednn = native.mindspore_onednn()
@@ -44,6 +44,12 @@ def test_missing_onednn_is_named_and_falls_back(fresh, monkeypatch):
     with pytest.warns(RuntimeWarning, match=r"no oneDNN library \(mindspore/lib/libdnnl\.so\.\*\) for the attention "
                                             r"kernel; using MindSpore's CPU kernels"):
         assert fused_attention() is None
+
+
+def test_missing_onednn_leaves_the_other_kernels(needs_cpu_kernels, fresh, monkeypatch):
+    monkeypatch.setattr(native, "mindspore_onednn", lambda: None)
+    with pytest.warns(RuntimeWarning, match="no oneDNN library"):
+        assert native.dnnl_library() is None
     assert native.library() is not None                 # the other kernels do not need it
 
 
@@ -85,6 +91,7 @@ def test_unwritable_cache_is_named(fresh, monkeypatch, tmp_path):
         assert native.library() is None
 
 
+@pytest.mark.slow
 def test_kernel_bench_command_times_each_layer_pair():
     """docs/performance.md's command, scaled down by its flags."""
     import json

@@ -18,6 +18,7 @@ def test_all_five_notebooks_are_run():
     assert len(NAMES) == 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_passes_strict_nbval_alone(name, tmp_path):
     repo = tmp_path / "repo"
@@ -42,6 +43,7 @@ def _outputs(notebook):
     return printed, errors
 
 
+@pytest.mark.slow
 def test_notebooks_02_and_05_show_the_published_vit_b16_when_its_checkpoint_is_there(tmp_path):
     """The cloud path: with the course's vit_b_16_224.ckpt in checkpoints/ (here random ViT-B/16 weights in the
     tutorial's layout and size, as the real 330 MB file cannot be fetched in CI), notebook 02 adds the published

@@ -17,6 +17,8 @@ WEIGHT_DECAY = 0.05
 
 @pytest.fixture(params=[True, False], ids=["cpp-kernel", "mindspore-kernel"])
 def cpu_kernels(request):
+    if request.param:
+        request.getfixturevalue("needs_cpu_kernels")
     return request.param
 
 
@@ -199,7 +201,7 @@ def test_cpp_kernel_needs_float32_parameters():
     assert AdamW(half).one_pass is None                    # the default takes MindSpore's kernel instead
 
 
-def test_training_steps_equal_with_either_kernel(monkeypatch):
+def test_training_steps_equal_with_either_kernel(monkeypatch, needs_cpu_kernels):
     """Compiled training steps (loss, gradients, clipping, AdamW) change the weights alike with the C++ kernels, which
     write the weights in place, and with MindSpore's: the update runs after every read of the old weights (an update
     before the backward pass read them would change the first step's weights by about the learning rate)."""

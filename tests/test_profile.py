@@ -33,7 +33,8 @@ def report(tmp_path_factory):
     return json.loads(done.stdout)  # stdout is the JSON alone: the profiler's progress lines went to stderr
 
 
-def test_classes_cover_the_step(report):
+@pytest.mark.slow
+def test_classes_cover_the_step(report, needs_cpu_kernels):
     classes = {c["name"]: c for c in report["classes"]}
     assert classes["matmul"]["launches"] > 0 and classes["matmul"]["ms"] > 0
     for name in ("attention", "layer norm", "GELU", "element-wise", "optimizer", "clipping"):
@@ -47,7 +48,8 @@ def test_classes_cover_the_step(report):
     assert report["unprofiled_wall_ms"] > 0 and report["kernel_ms"] > 0
 
 
-def test_launches_per_step_follow_the_model(report):
+@pytest.mark.slow
+def test_launches_per_step_follow_the_model(report, needs_cpu_kernels):
     import vit_ms
 
     model = vit_ms.create_model("vit_ti_16", image_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3,
@@ -65,6 +67,7 @@ def test_launches_per_step_follow_the_model(report):
     assert all(float(o["launches"]).is_integer() for o in report["ops"])  # every step launches the same kernels
 
 
+@pytest.mark.slow
 def test_table_and_kept_files(tmp_path):
     done = run(*TINY, "--steps", "1", "--output", tmp_path / "kept", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -33,6 +33,7 @@ def test_flag_overrides_one_value(name):
     assert load_recipe(name)["epochs"] != 2  # so the flag did change something
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["course", "demo", "notebook"])
 def test_train_config_runs(name, tmp_path):
     """`python -m vit_ms train --config NAME` in a folder laid out like the repository, scaled down by flags: it

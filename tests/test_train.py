@@ -47,6 +47,7 @@ def test_outputs_and_loss_goes_down(data, tmp_path):
     assert not list(out.glob("*.tmp*"))  # atomic writes leave no temporary files
 
 
+@pytest.mark.slow
 def test_resume_equals_straight_run(data, tmp_path):
     cfg = dict(TINY, data=str(data), epochs=2)
     train(TrainConfig(**cfg, output=str(tmp_path / "straight")))
@@ -96,6 +97,7 @@ def test_resume_with_other_epochs_is_a_clear_error(data, tmp_path):
         train(TrainConfig(**cfg, epochs=3, resume=True))
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_across_processes_with_drop_path(tmp_path):
     """Drop-path masks repeat with the seed while the data pipeline runs beside training (nn.Dropout's did not)."""
     root = tmp_path / "sample"

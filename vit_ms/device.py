@@ -9,6 +9,9 @@ import mindspore as ms
 from mindspore import log as ms_log
 
 from .config import BACKENDS
+from .versions import require_mindspore
+
+require_mindspore(ms.__version__)  # every model, pipeline and step goes through this module
 
 _chosen = None  # the backend set_device selected in this process
 _announced = None  # the backend set_device last printed, so a notebook shows its device line once
@@ -76,6 +79,38 @@ def current_device():
         return _chosen
     target = ms.get_context("device_target")
     return target if target != "CPU" else _best_available()
+
+
+# Ascend chips whose CANN ships ops.flash_attention_score's kernel (Atlas A2/A3: 910B, 910C); the first 910 ("910A",
+# soc name "ascend910") of older ModelArts images lacks it
+FLASH_ATTENTION_CHIPS = ("ascend910b", "ascend910_93")
+
+
+def device_facts():
+    """(backend a model built now runs on, Ascend chip name or None, whether this MindSpore has
+    ops.flash_attention_score): what the flash-attention decision reads."""
+    target = current_device()
+    chip = None
+    if target == "Ascend":
+        try:
+            from mindspore._c_expression import MSContext
+            chip = MSContext.get_instance().get_ascend_soc_version().lower()
+        except Exception:  # an older MindSpore without the query: the chip is unknown
+            chip = None
+    return target, chip, hasattr(ms.ops, "flash_attention_score")
+
+
+def flash_attention_support():
+    """(True/False, why): whether a model built now can use ``ops.flash_attention_score`` on this device."""
+    target, chip, has_op = device_facts()
+    if target != "Ascend":
+        return False, f"Ascend only (this model runs on {target})"
+    if not has_op:
+        return False, f"MindSpore {ms.__version__} has no ops.flash_attention_score"
+    if chip not in FLASH_ATTENTION_CHIPS:
+        return False, (f"this Ascend chip ({chip or 'unknown'}) has no flash-attention kernel (it needs one of "
+                       f"{', '.join(FLASH_ATTENTION_CHIPS)})")
+    return True, f"{chip} with ops.flash_attention_score"
 
 
 # MindSpore 2.10 runs a jit-compiled graph asynchronously; reading a result (Tensor.asnumpy) then waits in a busy

@@ -12,17 +12,13 @@ import warnings
 from pathlib import Path
 
 from .runtime import process_env
+from .versions import describe, kernels_reason, parse
 
-TESTED_MINDSPORE = ((2, 7), (2, 10))   # the oldest and newest MindSpore minor versions CI runs the tests on
 TESTED_PYTHON = ((3, 9), (3, 11))
 
 
 def _version(text):
-    parts = []
-    for piece in text.split(".")[:2]:
-        digits = "".join(c for c in piece if c.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts)
+    return parse(text)[:2]
 
 
 def _check(name, status, detail):
@@ -53,18 +49,10 @@ def _mindspore():
         import mindspore
     except Exception as err:  # ImportError, or the numpy-2 failure inside MindSpore's extension
         return None, _check("mindspore", "FAIL", f"not importable ({type(err).__name__}: {err}); install the "
-                                                 f"MindSpore build for your device from mindspore.cn, or "
-                                                 f"pip install 'mindspore>=2.7,<2.11' for CPU")
-    found = _version(mindspore.__version__)
-    low, high = TESTED_MINDSPORE
-    tested = f"tested: {low[0]}.{low[1]} to {high[0]}.{high[1]}"
-    if found < low:
-        return mindspore, _check("mindspore", "FAIL", f"{mindspore.__version__} is older than vit_ms was tested with "
-                                                      f"({tested}); upgrade to a 2.7+ build matching your CANN/CUDA "
-                                                      f"(see the README's cloud-notebook section)")
-    status = "ok" if found <= high else "note"
-    extra = "" if status == "ok" else " (newer than tested: it will probably work; report problems)"
-    return mindspore, _check("mindspore", status, f"{mindspore.__version__}, {tested}{extra}")
+                                                 f"MindSpore build for your device from mindspore.cn/install, or "
+                                                 f"pip install -r requirements.txt for CPU")
+    status, detail = describe(mindspore.__version__)
+    return (None if status == "FAIL" else mindspore), _check("mindspore", status, detail)
 
 
 def _devices(mindspore):
@@ -102,6 +90,12 @@ def _kernels():
         return _check("CPU kernels", "ok", f"not used on {current_device()} (MindSpore's own kernels)")
     if os.environ.get("VIT_MS_NATIVE", "1") == "0":
         return _check("CPU kernels", "note", "switched off by VIT_MS_NATIVE=0 (same results, slower training)")
+    import mindspore
+
+    reason = kernels_reason(mindspore.__version__)
+    if reason is not None:
+        return _check("CPU kernels", "note", f"not used: {reason}; models use MindSpore's layers (same results, "
+                                             f"slower training)")
     built, missing = [], []
     for build in (native.library, native.dnnl_library):   # GELU and LayerNorm; attention (with MindSpore's oneDNN)
         with warnings.catch_warnings(record=True) as caught:
@@ -113,9 +107,18 @@ def _kernels():
         else:
             built.append(str(library))
     if missing:
-        return _check("CPU kernels", "note", f"C++ kernels not built: {'; '.join(missing)}")
+        return _check("CPU kernels", "note", f"C++ kernels not built: {'; '.join(missing)}; models use vit_ms.kernels: "
+                                             f"{use_cpu_kernels()} (where a kernel is missing: MindSpore's, same "
+                                             f"results)")
     return _check("CPU kernels", "ok", f"C++ kernels built ({', '.join(built)}); models use vit_ms.kernels: "
                                        f"{use_cpu_kernels()}")
+
+
+def _attention():
+    from .device import flash_attention_support
+
+    used, why = flash_attention_support()
+    return _check("flash attention", "ok", f"{'used' if used else 'not used'}: {why}")
 
 
 def _course_files(root):
@@ -157,7 +160,7 @@ def diagnose(root="."):
     checks.append(check)
     if mindspore is not None:
         checks += _devices(mindspore)
-        checks += [_kernels(), _threads(mindspore)]
+        checks += [_kernels(), _attention(), _threads(mindspore)]
     checks += _course_files(root)
     return checks
 

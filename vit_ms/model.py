@@ -20,7 +20,7 @@ from mindspore.common.initializer import Normal, initializer
 from . import kernels
 from .checks import check_int, check_numerics, check_rate
 from .config import IMAGENET_MEAN, IMAGENET_STD
-from .device import current_device
+from .device import flash_attention_support
 
 _BATCH_MATMUL_NT = ops.BatchMatMul(transpose_b=True)  # q @ k.T without materialising k.T
 
@@ -106,8 +106,8 @@ class Attention(nn.Cell):
         self.attn_drop = nn.Dropout(p=attn_drop)
         self.proj = _dense(layers, dim, dim)
         self.proj_drop = nn.Dropout(p=proj_drop)
-        # Ascend: MindSpore's fused flash-attention kernel (float16/bfloat16, i.e. under mixed precision)
-        self.flash_attention = current_device() == "Ascend" and attn_drop == 0.0 and self.head_dim % 16 == 0
+        # Ascend chips that have it (decided at build, from the device): MindSpore's fused kernel, float16/bfloat16
+        self.flash_attention = flash_attention_support()[0] and attn_drop == 0.0 and self.head_dim % 16 == 0
         # CPU: the same computation in one vit_ms C++ kernel (float32, without attention dropout)
         self.fused = layers.fused_attention() if layers.fused_attention and attn_drop == 0.0 else None
 
@@ -210,8 +210,8 @@ class VisionTransformer(nn.Cell):
     query token; the patch projection uses LeCun-normal (trunc-normal with std sqrt(1/fan_in)), as Google's
     original implementation does, because it is a Dense layer over the flattened patch.
 
-    ``cpu_kernels``: build from vit_ms.kernels' CPU layers (True), MindSpore's layers (False), or decide from the
-    device (None, see ``layer_set``). It changes speed, not results, and is not part of ``config``.
+    ``cpu_kernels``: vit_ms.kernels' CPU layers (True), MindSpore's (False), or decide from the device (None); the
+    device decides ``flash_attention`` (Ascend). Both change speed, not results, and are not part of ``config``.
     """
 
     def __init__(self, image_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=768, depth=12,
@@ -228,9 +228,6 @@ class VisionTransformer(nn.Cell):
             check_rate(value, name)
         if global_pool not in ("token", "avg"):
             raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
-        if embed_dim % num_heads != 0:
-            raise ValueError(f"embed_dim must be divisible by num_heads, got embed_dim={embed_dim}, "
-                             f"num_heads={num_heads}")
         if representation_size is not None:
             check_int(representation_size, "representation_size (or None)")
         # the constructor arguments, saved with trained checkpoints so the model can be rebuilt from the file
@@ -260,6 +257,7 @@ class VisionTransformer(nn.Cell):
             Block(embed_dim, num_heads, mlp_ratio, drop_rate, attn_drop_rate, rates[i], norm_eps, gelu_approximate,
                   layers=layers)
             for i in range(depth)])
+        self.flash_attention = any(block.attn.flash_attention for block in self.blocks)
         self.norm = layers.LayerNorm((embed_dim,), epsilon=norm_eps)
         if representation_size:
             # the original pre-training head: Dense + tanh before the classifier

@@ -14,21 +14,29 @@ MindSpore layers, with the same parameters and results (tests compare logits and
 ``vit_ms.optim`` takes under the same switch.
 
 The switch: a model takes these layers when it is built with ``cpu_kernels=True``; with ``cpu_kernels=None`` (the
-default) ``use_cpu_kernels()`` decides: yes when the model will run on the CPU (``vit_ms.device.current_device()``)
-and the environment variable ``VIT_MS_NATIVE`` is not ``0``. Measured figures: docs/performance.md.
+default) ``use_cpu_kernels()`` decides: yes when the model will run on the CPU (``vit_ms.device.current_device()``),
+MindSpore is a version they were tested on (``vit_ms.versions.KERNELS_TESTED``) and the environment variable
+``VIT_MS_NATIVE`` is not ``0``. Measured figures: docs/performance.md.
 """
 import os
 from types import SimpleNamespace
 
+import mindspore
+
 from ..device import current_device
+from ..versions import kernels_reason
 
 
 def use_cpu_kernels(cpu_kernels=None):
     """Whether a model built now takes the CPU layers: ``cpu_kernels`` if it is True or False, else the default."""
     if cpu_kernels is None:
-        return os.environ.get("VIT_MS_NATIVE", "1") != "0" and current_device() == "CPU"
+        return (os.environ.get("VIT_MS_NATIVE", "1") != "0" and current_device() == "CPU"
+                and kernels_reason(mindspore.__version__) is None)
     if not isinstance(cpu_kernels, bool):
         raise TypeError(f"cpu_kernels must be True, False or None (decide from the device), got {cpu_kernels!r}")
+    if cpu_kernels and kernels_reason(mindspore.__version__) is not None:
+        raise ValueError(f"cpu_kernels=True: {kernels_reason(mindspore.__version__)}; use cpu_kernels=None or False "
+                         f"(MindSpore's layers, same results)")
     if cpu_kernels and current_device() != "CPU":
         raise ValueError(f"cpu_kernels=True: vit_ms's CPU kernels run on the CPU only, but this model would run on "
                          f"{current_device()} (choose the device with vit_ms.set_device before building)")
