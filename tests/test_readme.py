@@ -99,6 +99,7 @@ def scaled(command, server, port=None):
     ``port``: msrun's --master_port, shared by the nodes of one job."""
     rules = [
         ("python -m vit_ms --help", ""),
+        ("jupyter lab", "--version"),  # starts nothing: the server would wait for a browser
         ("python -m vit_ms demo", "--epochs 1 --num-workers 1"),
         ("python -m vit_ms make-sample-data", ""),
         ("python -m vit_ms train", SMALL_TRAIN),
