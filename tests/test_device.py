@@ -13,11 +13,40 @@ def _accelerator_present():
         return False
 
 
+@pytest.fixture
+def fresh_process(monkeypatch):
+    """set_device as in a process that has not printed its device line yet (earlier tests in this process did)."""
+    from vit_ms import device
+
+    monkeypatch.setattr(device, "_announced", None)
+
+
 @pytest.mark.skipif(_accelerator_present(), reason="this MindSpore build has an accelerator")
-def test_auto_picks_cpu_without_an_accelerator(capsys):
+def test_auto_picks_cpu_without_an_accelerator(fresh_process, capsys):
     assert set_device("auto") == "CPU"
-    assert "using CPU" in capsys.readouterr().out
+    assert capsys.readouterr().out == f"vit_ms: using CPU (MindSpore {ms.__version__})\n"
     assert ms.get_context("device_target") == "CPU"
+
+
+def test_the_device_line_is_printed_once_per_process(fresh_process, capsys):
+    """A notebook selects the device in its first cells, then evaluate() and train() select it again."""
+    set_device("cpu", verbose=False)
+    assert capsys.readouterr().out == ""                    # a silent selection does not count as the line
+    for device in ("auto", "CPU", "auto"):
+        set_device(device)
+    assert capsys.readouterr().out.count("vit_ms: using ") == 1
+
+
+def test_a_fresh_process_prints_the_device_line_once():
+    """Without touching the module's state: a new interpreter, as a notebook kernel is."""
+    import subprocess
+    import sys
+
+    script = ("import vit_ms\nfrom vit_ms.evaluate import set_device\n"
+              "for name in ('auto', 'cpu', 'auto'):\n    vit_ms.set_device(name)\nset_device('auto')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("vit_ms: using ") == 1, done.stdout
 
 
 def test_names_are_case_insensitive_and_verbose_can_be_off(capsys):

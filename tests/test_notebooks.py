@@ -79,5 +79,6 @@ def test_notebooks_02_and_05_show_the_published_vit_b16_when_its_checkpoint_is_t
                for source, out in executed["02_position_embedding"])
     top5 = text05.split("top-5 for the photo:\n", 1)[1].splitlines()[:5]
     assert f"ViT-B/16 from {checkpoint}, 86,567,656 parameters" in text05
+    assert "shown: the published ViT-B/16 on a real photo, grace_hopper.jpg" in text05  # says which inference
     assert len(top5) == 5 and all(line.strip().split("  ")[0].endswith("%") for line in top5), top5
     assert f"已发布的 ViT-B/16 (published) 识别照片：{top5[0].split('%', 1)[1].strip()} (" in text05

@@ -295,3 +295,63 @@ def test_every_figure_saves_as_png_with_ascii_text_only(tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         # the notebooks are in Chinese but matplotlib's default font has no CJK glyphs: the figures must not need any
         assert all(text.isascii() for text in texts_in(fig)), (name, [t for t in texts_in(fig) if not t.isascii()])
+
+
+def test_probability_bars_draw_each_images_top_k_highest_first_and_mark_the_truth(tmp_path):
+    from matplotlib.patches import Rectangle
+
+    from vit_ms.plots import plot_probability_bars
+
+    names = ["cat", "dog", "fox", "owl"]
+    probs = np.array([[0.1, 0.6, 0.2, 0.1],
+                      [0.5, 0.1, 0.1, 0.3]])
+    images = [patch_image(2, 8), patch_image(2, 8)]
+    fig = plot_probability_bars(images, probs, names, labels=[1, 3], k=3, titles=["first", "second"])
+    image_ax, bars_ax, image_ax2, bars_ax2 = fig.axes
+    fig.canvas.draw()
+
+    def bars(ax):
+        return [(tick.get_text(), round(patch.get_width(), 6), patch.get_facecolor()[:3])
+                for tick, patch in zip(ax.get_yticklabels(), sorted(
+                    (p for p in ax.patches if isinstance(p, Rectangle)), key=lambda p: p.get_y()))]
+
+    green, red, blue = (0.0, 0.502, 0.0), (1.0, 0.0, 0.0), (0.122, 0.467, 0.706)
+    # inverted y axis: the first tick (top) is the most probable class; tick labels read top to bottom
+    assert bars_ax.yaxis_inverted() and bars_ax2.yaxis_inverted()
+    got = [(name, width, tuple(round(c, 3) for c in color)) for name, width, color in bars(bars_ax)]
+    assert got == [("dog", 0.6, green), ("fox", 0.2, blue), ("cat", 0.1, blue)]
+    got2 = [(name, width, tuple(round(c, 3) for c in color)) for name, width, color in bars(bars_ax2)]
+    assert got2 == [("cat", 0.5, red), ("owl", 0.3, green), ("dog", 0.1, blue)]  # wrong top-1 red, truth green
+    assert image_ax.get_title() == "first" and image_ax.xaxis.label.get_text() == "true: dog (correct)"
+    assert image_ax2.xaxis.label.get_text() == "true: owl (wrong)" and image_ax2.xaxis.label.get_color() == "red"
+    assert "60.0%" in texts_in(fig) and "30.0%" in texts_in(fig)
+    assert np.array_equal(image_ax.images[0].get_array(), patch_image(2, 8))
+
+    ranked = [[("dog", 0.6), ("fox", 0.2), ("cat", 0.1)], [("cat", 0.5), ("owl", 0.3), ("dog", 0.1)]]
+    same = plot_probability_bars(images, ranked, names, labels=[1, 3], k=3)  # evaluate.predict's format
+    assert [t.get_text() for t in same.axes[1].get_yticklabels()] == ["dog", "fox", "cat"]
+    assert len(plot_probability_bars(images[:1], probs[:1], names, k=9).axes[1].patches) == 4  # k clipped to 4
+
+    path = tmp_path / "bars.png"
+    fig.savefig(path, dpi=60)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(text.isascii() for text in texts_in(fig))
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda f, im, p, n: f(im[0], p[:1], n), ValueError, r"one image array of shape \(16, 16, 3\): pass \[image\]"),
+    (lambda f, im, p, n: f(im, p[:1], n), ValueError, "2 images but 1 predictions"),
+    (lambda f, im, p, n: f([], [], n), ValueError, "needs at least one image"),
+    (lambda f, im, p, n: f(im, p, n, labels=[1, 4]), ValueError, r"indices in \[0, 3\], got \[4\]"),
+    (lambda f, im, p, n: f(im, p, None, labels=[1, 2]), ValueError, "pass class_names too"),
+    (lambda f, im, p, n: f(im, p, n[:3]), ValueError, "one class name per class"),
+    (lambda f, im, p, n: f(im, p, n, titles=["one"]), ValueError, "2 images but 1 titles"),
+    (lambda f, im, p, n: f(im, p, n, k=0), ValueError, "k must be a positive integer, got 0"),
+])
+def test_probability_bars_refuse_inputs_that_do_not_match(call, error, message):
+    from vit_ms.plots import plot_probability_bars
+
+    images = [patch_image(2, 8), patch_image(2, 8)]
+    with pytest.raises(error, match=message):
+        call(plot_probability_bars, images, np.array([[0.1, 0.6, 0.2, 0.1], [0.5, 0.1, 0.1, 0.3]]),
+             ["cat", "dog", "fox", "owl"])

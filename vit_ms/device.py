@@ -14,7 +14,8 @@ from .versions import require_mindspore
 require_mindspore(ms.__version__)  # every model, pipeline and step goes through this module
 
 _chosen = None  # the backend set_device selected in this process
-_announced = None  # the backend set_device last printed, so a notebook shows its device line once
+_announced = None  # the id of the process that printed the device line: a notebook shows it once, however many
+# cells (and evaluate/train inside them) select the device
 
 
 @functools.lru_cache(maxsize=None)
@@ -36,7 +37,8 @@ def _available(target):
 
 def set_device(device="auto", verbose=True):
     """Select the backend ("auto" = the best available) and return its name ("Ascend", "GPU" or "CPU"). With
-    ``verbose``, print which one, once per process (a notebook calls this from several cells)."""
+    ``verbose``, print which one, once per process (a notebook calls this from several cells, and ``evaluate`` and
+    ``train`` call it again); a forked child that selects a device prints its own line."""
     if not isinstance(device, str):
         raise TypeError(f"device must be a string, one of 'auto', {', '.join(map(repr, BACKENDS))}; got {device!r}")
     names = {b.lower(): b for b in BACKENDS}
@@ -61,9 +63,9 @@ def set_device(device="auto", verbose=True):
         else:
             ms.set_context(device_target=target)
         _chosen = target
-    if verbose and _announced != target:
+    if verbose and _announced != os.getpid():
         print(f"vit_ms: using {target} (MindSpore {ms.__version__})")
-        _announced = target
+        _announced = os.getpid()
     return target
 
 

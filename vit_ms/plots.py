@@ -448,3 +448,61 @@ def plot_predictions(images, probs_or_topk, class_names=None, labels=None, k=3, 
                 spine.set_edgecolor("green" if right else "red")
                 spine.set_linewidth(2)
     return fig
+
+
+# ---- inference: one image, its class probabilities ----
+
+def plot_probability_bars(images, probs_or_topk, class_names=None, labels=None, k=5, titles=None):
+    """Each image beside a horizontal bar chart of its k most probable classes, the most probable on top.
+
+    probs_or_topk: per image a probability vector [C] (an array [N, C] works) or a ranked list of (name, prob) as
+    evaluate.predict returns. labels: true class indices into class_names; the true class's bar is green and, when
+    the top-1 class is another one, that bar is red. titles: one line above each image (what the image is).
+    """
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        raise ValueError(f"expected a list of images, got one image array of shape {images.shape}: pass [image]")
+    if len(images) != len(probs_or_topk):
+        raise ValueError(f"got {len(images)} images but {len(probs_or_topk)} predictions")
+    if len(images) == 0:
+        raise ValueError("plot_probability_bars needs at least one image")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"got {len(images)} images but {len(titles)} titles")
+    if labels is not None:
+        if class_names is None:
+            raise ValueError("labels are class indices: pass class_names too")
+        if len(labels) != len(images):
+            raise ValueError(f"got {len(images)} images but {len(labels)} labels")
+        bad = [int(y) for y in labels if not 0 <= int(y) < len(class_names)]
+        if bad:
+            raise ValueError(f"labels must be indices in [0, {len(class_names) - 1}], got {bad[:5]}")
+    k = check_int(k, "k")
+    tops = [_topk_names(pred, class_names, k) for pred in probs_or_topk]
+    rows = len(images)
+    fig = _new_figure((7.5, (1.0 + 0.32 * max(len(top) for top in tops)) * rows + 0.4), layout="constrained")
+    grid = fig.add_gridspec(rows, 2, width_ratios=(1, 1.7))
+    for n, (image, top) in enumerate(zip(images, tops)):
+        ax_image, ax_bars = fig.add_subplot(grid[n, 0]), fig.add_subplot(grid[n, 1])
+        ax_image.imshow(_as_image(image))
+        ax_image.set_xticks([])
+        ax_image.set_yticks([])
+        if titles is not None:
+            ax_image.set_title(str(titles[n]), fontsize=8)
+        names, values = [name for name, _ in top], [p for _, p in top]
+        colors = ["tab:blue"] * len(top)
+        if labels is not None:
+            truth = str(class_names[int(labels[n])])
+            right = names[0] == truth
+            colors = ["green" if name == truth else "red" if i == 0 and not right else "tab:blue"
+                      for i, name in enumerate(names)]
+            ax_image.set_xlabel(f"true: {truth} ({'correct' if right else 'wrong'})", fontsize=8,
+                                color="green" if right else "red", fontweight="bold")
+        positions = np.arange(len(top))
+        ax_bars.barh(positions, values, color=colors)
+        ax_bars.set_yticks(positions, names, fontsize=8)
+        ax_bars.invert_yaxis()                                   # the most probable class on top
+        ax_bars.set_xlim(0, 1.15)
+        for y, p in zip(positions, values):
+            ax_bars.text(p + 0.01, y, f"{p:.1%}", va="center", fontsize=8)
+        ax_bars.set_xlabel(f"probability (top {len(top)})", fontsize=8)
+        ax_bars.tick_params(axis="x", labelsize=7)
+    return fig
