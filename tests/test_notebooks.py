@@ -27,8 +27,8 @@ def test_notebook_passes_strict_nbval_alone(name, tmp_path):
         shutil.copy(NOTEBOOKS / file, repo / "notebooks" / file)
     env = dict(os.environ, GLOG_v="3", MPLBACKEND="Agg", VIT_MS_CACHE=str(tmp_path / "cache"))
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
-                           "--nbval-sanitize-with", "notebooks/sanitize.cfg", "--nbval-cell-timeout=600",
-                           f"notebooks/{name}.ipynb"], cwd=repo, env=env, capture_output=True, text=True, timeout=1500)
+                           "--nbval-sanitize-with", "notebooks/sanitize.cfg", "--nbval-cell-timeout=1500",
+                           f"notebooks/{name}.ipynb"], cwd=repo, env=env, capture_output=True, text=True, timeout=2400)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "failed" not in done.stdout
 
