@@ -1,5 +1,6 @@
 """Figures: what each one draws (axes, image data, texts), the tiling helpers, attention rollout, PNG output."""
 import time
+import warnings
 
 import matplotlib
 
@@ -9,6 +10,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
+
+from vit_ms import fonts  # noqa: E402
 
 from vit_ms.plots import (attention_rollout, patch_sequence_mosaic, plot_attention_maps,  # noqa: E402
                           plot_confusion_matrix, plot_patch_grid, plot_patches, plot_pos_embed_comparison,
@@ -20,6 +23,21 @@ from vit_ms.plots import (attention_rollout, patch_sequence_mosaic, plot_attenti
 def _close_figures():
     yield
     plt.close("all")
+
+
+@pytest.fixture(autouse=True)
+def _english_labels(request, monkeypatch):
+    """Labels as on a machine with no Chinese font (English only), unless the test asks for chinese_labels."""
+    if "chinese_labels" not in request.fixturenames:
+        monkeypatch.setattr(fonts, "chinese_font", lambda: None)
+
+
+@pytest.fixture
+def chinese_labels():
+    saved = dict(matplotlib.rcParams)
+    assert fonts.chinese_font() is not None
+    yield
+    matplotlib.rcParams.update(saved)
 
 
 def patch_image(grid=4, patch=8):
@@ -197,7 +215,7 @@ def test_attention_maps_show_the_class_token_row():
     image = patch_image(grid=4, patch=8)
     fig = plot_attention_maps(image, maps)
     assert len(fig.axes) == 1 + 3 + 1  # input, blocks 0, 4, 7, rollout
-    assert [ax.get_title() for ax in fig.axes[1:]] == ["block 0", "block 4", "block 7 (last)", "rollout (8 blocks)"]
+    assert [ax.get_title() for ax in fig.axes[1:]] == ["block 0", "block 4", "block 7, last", "rollout, 8 blocks"]
     for ax, block in zip(fig.axes[1:4], (0, 4, 7)):
         background, heat = ax.get_images()
         np.testing.assert_allclose(heat.get_array(), maps[block][0].mean(axis=0)[0, 1:].reshape(4, 4))
@@ -262,8 +280,8 @@ def test_predictions_titles_and_colours():
     first, second = fig.axes
     assert first.get_title() == "dog  60.0%\nfox  20.0%"
     assert second.get_title() == "cat  50.0%\nowl  30.0%"
-    assert first.xaxis.label.get_text() == "true: dog (correct)" and first.xaxis.label.get_color() == "green"
-    assert second.xaxis.label.get_text() == "true: owl (wrong)" and second.xaxis.label.get_color() == "red"
+    assert first.xaxis.label.get_text() == "true: dog, correct" and first.xaxis.label.get_color() == "green"
+    assert second.xaxis.label.get_text() == "true: owl, wrong" and second.xaxis.label.get_color() == "red"
     ranked = [[("dog", 0.6), ("fox", 0.2), ("cat", 0.1)], [("cat", 0.5), ("owl", 0.3), ("dog", 0.1)]]
     same = plot_predictions(images, ranked, names, labels=[1, 3], k=2)  # evaluate.predict's format
     assert [ax.get_title() for ax in same.axes] == [first.get_title(), second.get_title()]
@@ -276,7 +294,7 @@ def test_predictions_titles_and_colours():
         plot_predictions(images, probs, names[:3])
 
 
-def test_every_figure_saves_as_png_with_ascii_text_only(tmp_path):
+def every_figure():
     image = patch_image(grid=4, patch=8)
     history = [dict(epoch=1, train_loss=1.0, val_loss=1.1, val_top1=0.5, val_top5=0.9, lr=1e-3)]
     figures = {
@@ -289,12 +307,29 @@ def test_every_figure_saves_as_png_with_ascii_text_only(tmp_path):
         "confusion": plot_confusion_matrix(np.eye(3, dtype=int), ["a", "b", "c"]),
         "predictions": plot_predictions([image], np.array([[0.2, 0.8]]), ["x", "y"], labels=[1]),
     }
-    for name, fig in figures.items():
+    return figures
+
+
+def test_without_a_chinese_font_every_figure_saves_as_png_with_ascii_text_only(tmp_path):
+    for name, fig in every_figure().items():
         path = tmp_path / f"{name}.png"
         fig.savefig(path, dpi=60)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-        # the notebooks are in Chinese but matplotlib's default font has no CJK glyphs: the figures must not need any
+        # matplotlib's default font has no Chinese glyphs: without a Chinese font the figures must not need any
         assert all(text.isascii() for text in texts_in(fig)), (name, [t for t in texts_in(fig) if not t.isascii()])
+
+
+def test_with_a_chinese_font_figures_label_in_chinese_and_english_and_miss_no_glyph(tmp_path, chinese_labels):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns (UserWarning) for every glyph its fonts lack
+        figures = every_figure()
+        for name, fig in figures.items():
+            fig.savefig(tmp_path / f"{name}.png", dpi=60)
+    for name in ("grid", "patches", "similarity", "attention", "curves", "confusion", "predictions"):
+        texts = texts_in(figures[name])
+        assert any(not text.isascii() for text in texts), (name, texts)  # Chinese labels
+    curves = figures["curves"].axes[0]
+    assert curves.get_title() == "损失 (loss)" and curves.get_ylabel() == "交叉熵 (cross-entropy)"
 
 
 def test_probability_bars_draw_each_images_top_k_highest_first_and_mark_the_truth(tmp_path):
@@ -322,8 +357,8 @@ def test_probability_bars_draw_each_images_top_k_highest_first_and_mark_the_trut
     assert got == [("dog", 0.6, green), ("fox", 0.2, blue), ("cat", 0.1, blue)]
     got2 = [(name, width, tuple(round(c, 3) for c in color)) for name, width, color in bars(bars_ax2)]
     assert got2 == [("cat", 0.5, red), ("owl", 0.3, green), ("dog", 0.1, blue)]  # wrong top-1 red, truth green
-    assert image_ax.get_title() == "first" and image_ax.xaxis.label.get_text() == "true: dog (correct)"
-    assert image_ax2.xaxis.label.get_text() == "true: owl (wrong)" and image_ax2.xaxis.label.get_color() == "red"
+    assert image_ax.get_title() == "first" and image_ax.xaxis.label.get_text() == "true: dog, correct"
+    assert image_ax2.xaxis.label.get_text() == "true: owl, wrong" and image_ax2.xaxis.label.get_color() == "red"
     assert "60.0%" in texts_in(fig) and "30.0%" in texts_in(fig)
     assert np.array_equal(image_ax.images[0].get_array(), patch_image(2, 8))
 

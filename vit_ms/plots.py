@@ -4,18 +4,20 @@ Figures are made with pyplot (so Jupyter's inline backend shows them) and then d
 Figure/Axes methods, which works the same on the Agg backend of a headless machine. Callers close them
 (``plt.close(fig)``) when saving many.
 
-All text in the figures is plain ASCII English: matplotlib's default font (DejaVu Sans) has no Chinese glyphs, and
-the course notebooks are in Chinese, so the figures must not need any.
+Titles and axis labels are Chinese with the English term in parentheses, as the notebooks' prose is, when a font
+with Chinese glyphs is there (``vit_ms.fonts``); English alone otherwise.
 """
 import numpy as np
 
 from .checks import check_int
+from .fonts import bilingual, use_chinese_font
 from .metrics import ranked
 
 
 
 def _new_figure(figsize, layout=None):
     import matplotlib.pyplot as plt
+    use_chinese_font()  # before the figure: its axes keep the fonts of the moment they are made
     return plt.figure(figsize=figsize, layout=layout)
 
 
@@ -77,7 +79,8 @@ def plot_patch_grid(image, patch_size=16, ax=None, show_index=False):
             i, j = divmod(k, gw)
             ax.text((j + 0.5) * patch_size - 0.5, (i + 0.5) * patch_size - 0.5, str(k), color="white",
                     ha="center", va="center", fontsize=fontsize, path_effects=_outlined())
-    ax.set_title(f"{gh} x {gw} = {gh * gw} patches of {patch_size} x {patch_size} pixels")
+    ax.set_title(bilingual(f"{gh}×{gw} = {gh * gw} 个图块，每块 {patch_size}×{patch_size} 像素",
+                           f"{gh} x {gw} = {gh * gw} patches of {patch_size} x {patch_size} pixels"))
     ax.axis("off")
     return fig
 
@@ -123,8 +126,12 @@ def plot_patches(image, patch_size=16, max_patches=None, cols=None):
                 path_effects=_outlined())
     ax.axis("off")
     shown = f"{n} patches" if n == total else f"the first {n} of {total} patches"
-    ax.set_title(f"{shown} in sequence order (row by row), each {patch_size}x{patch_size}x{image.shape[2]} "
-                 f"= {patch_size * patch_size * image.shape[2]} numbers", fontsize=9)
+    shown_zh = f"{n} 个图块" if n == total else f"{total} 个图块中的前 {n} 个"
+    wrap = "one image row per line" if cols == gw else f"{cols} per line"
+    wrap_zh = "每行一行图块" if cols == gw else f"每行 {cols} 个"
+    numbers = f"{patch_size}x{patch_size}x{image.shape[2]} = {patch_size * patch_size * image.shape[2]}"
+    ax.set_title(bilingual(f"{shown_zh}，按序列顺序（逐行）排列，{wrap_zh}，每块 {numbers} 个数",
+                           f"{shown} in sequence order (row by row), {wrap}, each {numbers} numbers"), fontsize=9)
     return fig
 
 
@@ -287,12 +294,14 @@ def plot_attention_maps(image, attn_maps, layers=None, grid_size=None):
     bad = [i for i in layers if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < depth]
     if bad or not layers:
         raise ValueError(f"layers must be block indices in [0, {depth - 1}], got {layers}")
-    panels = [(f"block {i}" + (" (last)" if i == depth - 1 else ""), maps[i].mean(axis=0)[0, 1:]) for i in layers]
-    panels.append((f"rollout ({depth} blocks)", attention_rollout(maps)[0, 1:]))
+    panels = [(bilingual(f"第 {i} 块" + ("，最后一块" if i == depth - 1 else ""),
+                         f"block {i}" + (", last" if i == depth - 1 else "")), maps[i].mean(axis=0)[0, 1:])
+              for i in layers]
+    panels.append((bilingual(f"{depth} 块累积", f"rollout, {depth} blocks"), attention_rollout(maps)[0, 1:]))
     fig = _new_figure((2.5 * (len(panels) + 1), 3.0))
     ax = fig.add_subplot(1, len(panels) + 1, 1)
     ax.imshow(image)
-    ax.set_title("input", fontsize=10)
+    ax.set_title(bilingual("输入", "input"), fontsize=10)
     ax.axis("off")
     h, w = image.shape[:2]
     for k, (title, weights) in enumerate(panels):
@@ -302,7 +311,8 @@ def plot_attention_maps(image, attn_maps, layers=None, grid_size=None):
                   extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="bilinear")
         ax.set_title(title, fontsize=10)
         ax.axis("off")
-    fig.suptitle("Class-token attention to the patches (mean over heads; each map coloured from 0 to its maximum)",
+    fig.suptitle(bilingual("类别 token 对各图块的注意力（各头平均；每张图从 0 到它自己的最大值着色）",
+                           "class-token attention to the patches (mean over heads; each map from 0 to its maximum)"),
                  fontsize=10)
     fig.tight_layout()
     return fig
@@ -339,27 +349,28 @@ def plot_training_curves(history, lr_schedule=None, steps_per_epoch=None):
     axes = {name: fig.add_subplot(1, len(panels), k + 1) for k, name in enumerate(panels)}
     marker = "o-" if len(history) <= 30 else "-"
     ax = axes["loss"]
-    ax.plot(epochs, _series(history, "train_loss"), marker, label="train")
+    ax.plot(epochs, _series(history, "train_loss"), marker, label=bilingual("训练", "train"))
     if has["val_loss"]:
-        ax.plot(epochs, _series(history, "val_loss"), marker, label="val")
-    ax.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+        ax.plot(epochs, _series(history, "val_loss"), marker, label=bilingual("验证", "val"))
+    ax.set(title=bilingual("损失", "loss"), xlabel="epoch", ylabel=bilingual("交叉熵", "cross-entropy"))
     ax.legend()
     if "accuracy" in axes:
         ax = axes["accuracy"]
-        for key, label in (("train_top1", "train top-1"), ("val_top1", "val top-1"), ("val_top5", "val top-5")):
+        for key, zh, label in (("train_top1", "训练", "train top-1"), ("val_top1", "验证", "val top-1"),
+                               ("val_top5", "验证", "val top-5")):
             if has[key]:
-                ax.plot(epochs, _series(history, key), marker, label=label)
-        ax.set(title="Accuracy", xlabel="epoch", ylim=(0, 1.02))
+                ax.plot(epochs, _series(history, key), marker, label=bilingual(zh, label))
+        ax.set(title=bilingual("准确率", "accuracy"), xlabel="epoch", ylim=(0, 1.02))
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         ax.legend()
     if "lr" in axes:
         ax = axes["lr"]
         if lr_schedule is not None:  # step k ends at epoch (k + 1) / steps_per_epoch
             ax.plot((np.arange(len(lr_schedule)) + 1) / steps_per_epoch, lr_schedule, "-")
-            ax.set(title="Learning rate (every step)", xlabel="epoch")
+            ax.set(title=bilingual("学习率（每一步）", "learning rate, every step"), xlabel="epoch")
         else:
             ax.plot(epochs, _series(history, "lr"), marker)
-            ax.set(title="Learning rate (end of epoch)", xlabel="epoch")
+            ax.set(title=bilingual("学习率（每个 epoch 结束时）", "learning rate, end of epoch"), xlabel="epoch")
         ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     for ax in axes.values():
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -385,16 +396,24 @@ def plot_confusion_matrix(cm, class_names, normalize=True):
     if n <= 60:
         ax.set_xticks(range(n), [str(c) for c in class_names], rotation=60, ha="right", fontsize=8)
         ax.set_yticks(range(n), [str(c) for c in class_names], fontsize=8)
-    ax.set(xlabel="Predicted class", ylabel="True class",
-           title="Confusion matrix" + (" (each row divided by its count)" if normalize else " (counts)"))
+    ax.set(xlabel=bilingual("预测类别", "predicted class"), ylabel=bilingual("真实类别", "true class"),
+           title=bilingual("混淆矩阵" + ("（每行除以该行总数）" if normalize else "（计数）"),
+                           "confusion matrix" + (", each row divided by its count" if normalize else ", counts")))
     if n <= 20:
         top = values.max() if values.max() > 0 else 1
         for i, j in zip(*np.nonzero(cm)):
             ax.text(j, i, f"{values[i, j]:.2f}" if normalize else f"{int(cm[i, j])}", ha="center", va="center",
                     fontsize=7, color="white" if values[i, j] > 0.5 * top else "black")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class" if normalize else "count")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04,
+                 label=bilingual("占真实类别的比例", "fraction of the true class") if normalize else bilingual("计数", "count"))
     fig.tight_layout()
     return fig
+
+
+def _truth_label(truth, right):
+    if right:
+        return bilingual(f"真实类别：{truth}（正确）", f"true: {truth}, correct")
+    return bilingual(f"真实类别：{truth}（错误）", f"true: {truth}, wrong")
 
 
 def _topk_names(pred, class_names, k):
@@ -442,8 +461,7 @@ def plot_predictions(images, probs_or_topk, class_names=None, labels=None, k=3, 
         if labels is not None:
             truth = str(class_names[int(labels[n])])
             right = top[0][0] == truth
-            ax.set_xlabel(f"true: {truth} ({'correct' if right else 'wrong'})", fontsize=8,
-                          color="green" if right else "red", fontweight="bold")
+            ax.set_xlabel(_truth_label(truth, right), fontsize=8, color="green" if right else "red")
             for spine in ax.spines.values():
                 spine.set_edgecolor("green" if right else "red")
                 spine.set_linewidth(2)
@@ -494,8 +512,7 @@ def plot_probability_bars(images, probs_or_topk, class_names=None, labels=None, 
             right = names[0] == truth
             colors = ["green" if name == truth else "red" if i == 0 and not right else "tab:blue"
                       for i, name in enumerate(names)]
-            ax_image.set_xlabel(f"true: {truth} ({'correct' if right else 'wrong'})", fontsize=8,
-                                color="green" if right else "red", fontweight="bold")
+            ax_image.set_xlabel(_truth_label(truth, right), fontsize=8, color="green" if right else "red")
         positions = np.arange(len(top))
         ax_bars.barh(positions, values, color=colors)
         ax_bars.set_yticks(positions, names, fontsize=8)
@@ -503,6 +520,6 @@ def plot_probability_bars(images, probs_or_topk, class_names=None, labels=None, 
         ax_bars.set_xlim(0, 1.15)
         for y, p in zip(positions, values):
             ax_bars.text(p + 0.01, y, f"{p:.1%}", va="center", fontsize=8)
-        ax_bars.set_xlabel(f"probability (top {len(top)})", fontsize=8)
+        ax_bars.set_xlabel(bilingual(f"概率（前 {len(top)} 名）", f"probability, top {len(top)}"), fontsize=8)
         ax_bars.tick_params(axis="x", labelsize=7)
     return fig
