@@ -83,6 +83,7 @@ def keep_notebook_sources():
             Path(name).parent.mkdir(parents=True, exist_ok=True)
             Path(name).write_text(shell.transform_cell(info.raw_cell), encoding="utf-8")
 
-    if write_cell.__qualname__ not in {getattr(f, "__qualname__", None) for f in shell.events.callbacks["pre_run_cell"]}:
+    hooks = shell.events.callbacks["pre_run_cell"]
+    if write_cell.__qualname__ not in {getattr(f, "__qualname__", None) for f in hooks}:  # once per kernel
         shell.events.register("pre_run_cell", write_cell)
     return True
