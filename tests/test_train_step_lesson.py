@@ -8,6 +8,8 @@ batches, the loss and every weight after one update and after the lesson's loop.
 """
 import ast
 import json
+import os
+import subprocess
 import sys
 import time
 import types
@@ -117,26 +119,36 @@ def test_lesson_step_gives_the_loss_and_weights_of_make_train_step(tmp_path, cap
     assert f"step {len(lesson_losses):>2}: loss {lesson_losses[-1]:.4f}" in printed  # the loop prints each loss
 
 
-def test_keep_notebook_sources_writes_each_cell_where_the_kernel_compiles_it(tmp_path, monkeypatch):
+KERNEL_LIKE_SHELL = """
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+from ipykernel.compiler import XCachingCompiler
+from vit_ms.runtime import keep_notebook_sources
+
+shell = InteractiveShell.instance(compiler_class=XCachingCompiler)  # names cells as ipykernel does
+print(keep_notebook_sources(), keep_notebook_sources())
+result = shell.run_cell(sys.argv[1])
+print(result.success, shell.user_ns.get("on_disk"),
+      sum(f.__qualname__.endswith("write_cell") for f in shell.events.callbacks["pre_run_cell"]))
+"""
+
+
+def test_keep_notebook_sources_writes_each_cell_where_the_kernel_compiles_it(tmp_path):
     """Under ipykernel a cell's code runs from /tmp/ipykernel_<pid>/<hash>.py, a file that does not exist: ms.jit
-    then logs GetRealPath errors. After keep_notebook_sources() each cell's code is in that file when it runs."""
-    shell_module = pytest.importorskip("IPython.core.interactiveshell")
-    compiler = pytest.importorskip("ipykernel.compiler")
+    then logs GetRealPath errors. After keep_notebook_sources() each cell's code is in that file when it runs.
+    (In a child process: an IPython shell changes process-wide hooks.)"""
+    pytest.importorskip("IPython")
+    pytest.importorskip("ipykernel")
     cell_file = tmp_path / "kernel" / "cell.py"
-    monkeypatch.setenv("IPYKERNEL_CELL_NAME", str(cell_file))  # ipykernel's own override of the cell's file name
-    shell = shell_module.InteractiveShell.instance(compiler_class=compiler.XCachingCompiler)
-    try:
-        assert not cell_file.exists()
-        assert keep_notebook_sources() and keep_notebook_sources()  # a second call adds no second hook
-        cell = "import os\ndef double(x):\n    return 2 * x\non_disk = os.path.isfile(double.__code__.co_filename)"
-        result = shell.run_cell(cell)
-        assert result.success
-        assert shell.user_ns["on_disk"] is True
-        assert "def double(x):" in cell_file.read_text()
-        hooks = [f for f in shell.events.callbacks["pre_run_cell"] if f.__qualname__.endswith("write_cell")]
-        assert len(hooks) == 1
-    finally:
-        shell_module.InteractiveShell.clear_instance()
+    cell = "import os\ndef double(x):\n    return 2 * x\non_disk = os.path.isfile(double.__code__.co_filename)"
+    env = dict(os.environ, IPYKERNEL_CELL_NAME=str(cell_file),  # ipykernel's own override of a cell's file name
+               PYTHONPATH=os.pathsep.join([str(NOTEBOOK.parents[1]), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", KERNEL_LIKE_SHELL, cell], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # on twice (one hook); the cell ran, and its code was on disk as it ran
+    assert done.stdout.split() == ["True", "True", "True", "True", "1"], done.stdout
+    assert "def double(x):" in cell_file.read_text()
 
 
 def test_keep_notebook_sources_is_off_outside_a_kernel():
