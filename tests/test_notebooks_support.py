@@ -62,6 +62,8 @@ def test_notebook_calls_vit_ms_and_defines_nothing(name):
     trees = [ast.parse(_python_source(cell)) for cell in cells]
     assert any(isinstance(node, (ast.Import, ast.ImportFrom)) and "vit_ms" in ast.unparse(node)
                for tree in trees for node in ast.walk(tree))
+    # except notebook 04's hand-written training step, which tests/test_train_step_lesson.py checks against vit_ms
+    trees = [tree for tree, cell in zip(trees, cells) if "train-step-lesson" not in cell.metadata.get("tags", [])]
     defined = [node.name for tree in trees for node in ast.walk(tree)
                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
     assert not defined, f"functions/classes belong in vit_ms, not in a notebook: {defined}"

@@ -61,3 +61,29 @@ def progress_bar(iterable=None, **kwargs):
     kwargs.setdefault("mininterval", 1.0)
     kwargs.setdefault("file", sys.stderr)
     return tqdm(iterable, **kwargs)
+
+
+def keep_notebook_sources():
+    """In a Jupyter kernel, write each cell's code to the file name the kernel compiles it under, before it runs.
+
+    ``ms.jit`` looks up the file of a function it compiles; a cell's file (/tmp/ipykernel_<pid>/<hash>.py) is not on
+    disk, and MindSpore then prints "GetRealPath] Get realpath failed" errors. Call it once in a notebook that
+    defines ``@ms.jit`` functions. Returns whether it is on (False outside a kernel, e.g. in plain Python)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "compile"):
+        return False
+
+    def write_cell(info):
+        name = shell.compile.get_code_name(info.raw_cell, None, shell.execution_count)
+        if os.path.isabs(name):  # ipykernel's file names; plain IPython's "<ipython-input-...>" are not files
+            Path(name).parent.mkdir(parents=True, exist_ok=True)
+            Path(name).write_text(shell.transform_cell(info.raw_cell), encoding="utf-8")
+
+    hooks = shell.events.callbacks["pre_run_cell"]
+    if write_cell.__qualname__ not in {getattr(f, "__qualname__", None) for f in hooks}:  # once per kernel
+        shell.events.register("pre_run_cell", write_cell)
+    return True
