@@ -295,7 +295,7 @@ def plot_figure7(models, images, n_filters=28, distances=None):
                                  *similarity_color_range([sim]))
         fig.colorbar(image, ax=centre, fraction=0.046, pad=0.03, label="Cosine similarity")
         _draw_attention_distance(right, measured, uniform_attention_distance(model.grid_size, model.patch_size),
-                                 f"{prefix}mean attention distance ({len(images)} images)")
+                                 f"{prefix}mean attention distance ({len(images)} image{'s' * (len(images) != 1)})")
     return fig
 
 
