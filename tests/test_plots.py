@@ -179,7 +179,7 @@ def test_similarity_figure_is_one_mosaic_image_and_fast(grid, tmp_path):
 
 
 def test_comparison_gives_each_panel_its_own_colour_scale_and_bar():
-    sims = {"a": random_sim(4), "b": np.clip(random_sim(6, seed=1), 0.2, 1.0), "c": random_sim(4, seed=2)}
+    sims = {"a": random_sim(4), "b": np.clip(random_sim(6, seed=1), 0.2, 1.0), "c (4x4)": random_sim(4, seed=2)}
     fig = plot_pos_embed_comparison(sims)
     mosaics = [ax for ax in fig.axes if ax.get_images() and ax.get_title()]
     assert len(mosaics) == 3 and len(fig.axes) == 6          # three mosaics, three colour bars

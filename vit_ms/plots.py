@@ -213,7 +213,9 @@ def plot_pos_embed_comparison(sims):
     fig = _new_figure((5.2 * len(sims), 4.9), layout="constrained")
     for k, (title, sim) in enumerate(zip(sims, values)):
         ax = fig.add_subplot(1, len(sims), k + 1)
-        image = _draw_similarity(ax, sim, f"{title} ({sim.shape[0]}x{sim.shape[1]})", *similarity_color_range([sim]))
+        grid = f"{sim.shape[0]}x{sim.shape[1]}"
+        title = str(title) if grid in str(title) else f"{title} ({grid})"   # the grid, unless the title names it
+        image = _draw_similarity(ax, sim, title, *similarity_color_range([sim]))
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="Cosine similarity")
     return fig
 
