@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ def test_demo_short(tmp_path):
     run("make-sample-data", data, "--train-per-class", "8", "--val-per-class", "2")
     done = run("demo", "--data", data, "--output", tmp_path / "demo", "--epochs", "2", "--num-workers", "1")
     for name in ("metrics.json", "model.ckpt", "curves.png", "pos_embed_similarity.png", "predictions.png",
-                 "attention.png", "confusion_matrix.png", "eval.json"):
+                 "attention.png", "confusion_matrix.png", "eval.json", "figure7.png"):
         assert (tmp_path / "demo" / name).is_file(), name
         assert str(tmp_path / "demo" / name) in done.stdout
     structure = json.loads((tmp_path / "demo" / "metrics.json").read_text())["position_structure"]
@@ -117,6 +118,16 @@ def test_demo_short(tmp_path):
     assert structure["2-D sin-cos"]["distance_correlation"] == pytest.approx(-0.90, abs=0.01)   # 8x8 grid
     for name, numbers in structure.items():
         assert f"{numbers['distance_correlation']:.3f}" in done.stdout, name
+    # Figure 7's numbers: every head's attention distance [depth x heads] and the filters' singular values
+    probe = json.loads((tmp_path / "demo" / "demo_summary.json").read_text())["figure7"]
+    assert probe["images"] == 2 * 10 and probe["uniform_px"] == pytest.approx(33.09, abs=0.01)  # 8x8 grid, 8 px
+    for name in ("random init", "trained (demo)"):
+        distances = np.array(probe["attention_distance_px"][name])
+        assert distances.shape == (3, 4)                                   # the demo recipe: 3 blocks of 4 heads
+        assert np.all((distances > 0) & (distances < 2 * probe["uniform_px"]))
+        singular = np.array(probe["embedding_singular_values"][name])
+        assert singular.shape == (min(128, 3 * 8 * 8),) and np.all(np.diff(singular) <= 1e-6)  # width 128, 8x8x3 patches
+        assert "  ".join(f"{min(d):.1f}-{max(d):.1f}" for d in distances) in done.stdout
 
 
 def test_predict_with_published_layout_checkpoint(tmp_path):

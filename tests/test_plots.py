@@ -16,7 +16,7 @@ from vit_ms import fonts  # noqa: E402
 from vit_ms.plots import (attention_rollout, patch_sequence_mosaic, plot_attention_maps,  # noqa: E402
                           plot_confusion_matrix, plot_patch_grid, plot_patches, plot_pos_embed_comparison,
                           plot_pos_embed_similarity, plot_predictions, plot_training_curves, similarity_color_range,
-                          similarity_mosaic)
+                          similarity_mosaic, filter_mosaic, plot_architecture, plot_figure7)
 
 
 @pytest.fixture(autouse=True)
@@ -191,23 +191,101 @@ def test_similarity_figure_is_one_mosaic_image_and_fast(grid, tmp_path):
     (mosaic,) = ax.get_images()
     np.testing.assert_allclose(mosaic.get_array(), similarity_mosaic(sim))
     assert mosaic.get_clim() == similarity_color_range([sim])
-    assert ax.get_xlabel() == "Input patch column" and ax.get_ylabel() == "Input patch row"
-    assert fig.axes[1].get_ylabel() == "Cosine similarity"
+    assert ax.get_xlabel() == "input patch column" and ax.get_ylabel() == "input patch row"
+    assert fig.axes[1].get_ylabel() == "cosine similarity"
     assert len(ax.collections[0].get_segments()) == grid - 1  # separators between the tiles
 
 
-def test_comparison_shares_one_colour_scale():
-    sims = {"a": random_sim(4), "b": np.clip(random_sim(6, seed=1), 0.2, 1.0), "c": random_sim(4, seed=2)}
+def test_comparison_gives_each_panel_its_own_colour_scale_and_bar():
+    sims = {"a": random_sim(4), "b": np.clip(random_sim(6, seed=1), 0.2, 1.0), "c (4x4)": random_sim(4, seed=2)}
     fig = plot_pos_embed_comparison(sims)
-    assert len(fig.axes) == 4  # three mosaics + one colour bar
-    clims = {ax.get_images()[0].get_clim() for ax in fig.axes[:3]}
-    assert clims == {similarity_color_range(list(sims.values()))}
-    assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
-    np.testing.assert_allclose(fig.axes[1].get_images()[0].get_array(), similarity_mosaic(sims["b"]))
+    mosaics = [ax for ax in fig.axes if ax.get_images() and ax.get_title()]
+    assert len(mosaics) == 3 and len(fig.axes) == 6          # three mosaics, three colour bars
+    for ax, sim in zip(mosaics, sims.values()):
+        assert ax.get_images()[0].get_clim() == similarity_color_range([sim])
+    assert mosaics[1].get_images()[0].get_clim()[0] == pytest.approx(0.2)   # not the others' lower minimum
+    assert [ax.get_title() for ax in mosaics] == ["a (4x4)", "b (6x6)", "c (4x4)"]
+    np.testing.assert_allclose(mosaics[1].get_images()[0].get_array(), similarity_mosaic(sims["b"]))
     with pytest.raises(ValueError, match="non-empty dict"):
         plot_pos_embed_comparison({})
     with pytest.raises(ValueError, match=r"\[gh, gw, gh, gw\]"):
         plot_pos_embed_comparison({"bad": np.zeros((4, 4, 2, 2))})
+
+
+def test_sincos_panel_shows_its_structure_beside_a_random_one():
+    """The 2-D sin-cos similarities span about [0.7, 1]: on its own scale they use the whole colour range."""
+    from vit_ms import pos_embed_similarity, sincos_2d_pos_embed
+
+    sims = {"random": random_sim(8), "sin-cos": pos_embed_similarity(sincos_2d_pos_embed(128, 8))}
+    fig = plot_pos_embed_comparison(sims)
+    image = fig.axes[2].get_images()[0]
+    normalised = image.norm(image.get_array())
+    assert normalised.min() < 0.35 and normalised.max() == pytest.approx(1.0)
+
+
+# ---- Figure 7 ----
+
+def test_filter_mosaic_rescales_each_component_and_places_it():
+    filters = np.random.default_rng(0).normal(size=(5, 3, 3, 3)) * np.arange(1, 6)[:, None, None, None]
+    mosaic = filter_mosaic(filters, cols=2, gap=1)
+    assert mosaic.shape == (3 * 4 - 1, 2 * 4 - 1, 3)
+    for k in range(5):
+        r, c = divmod(k, 2)
+        tile = mosaic[4 * r:4 * r + 3, 4 * c:4 * c + 3]
+        assert tile.min() == 0.0 and tile.max() == 1.0                     # its own range, whatever the scale
+        np.testing.assert_allclose(tile, (filters[k] - filters[k].min()) / np.ptp(filters[k]))
+    assert (mosaic[3] == 1).all() and (mosaic[8:, 4:] == 1).all()           # gaps and the empty sixth tile: white
+    with pytest.raises(ValueError, match=r"\[n, P, P, C\]"):
+        filter_mosaic(np.zeros((4, 3, 3, 2)))
+
+
+def test_figure7_draws_filters_similarity_and_one_dot_per_head():
+    import vit_ms
+    from vit_ms.model import VisionTransformer
+
+    model = VisionTransformer(image_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=5,
+                              cpu_kernels=False)
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    fig = plot_figure7({"a": model}, x, n_filters=6)
+    left, centre, right, _ = fig.axes                                     # the last is the colour bar
+    filters, _ = vit_ms.embedding_filters(model, n=6)
+    np.testing.assert_allclose(left.get_images()[0].get_array(), filter_mosaic(filters))
+    np.testing.assert_allclose(centre.get_images()[0].get_array(),
+                               similarity_mosaic(vit_ms.pos_embed_similarity(model)))
+    distances = vit_ms.attention_distance(model, x)
+    dots = np.concatenate([c.get_offsets() for c in right.collections])
+    assert len(dots) == 3 * 4                                              # depth x heads
+    np.testing.assert_allclose(dots[:, 1], distances.reshape(-1), rtol=1e-6)
+    np.testing.assert_allclose(dots[:, 0], np.repeat([1, 2, 3], 4))
+    uniform = right.get_lines()[0].get_ydata()
+    np.testing.assert_allclose(uniform, vit_ms.uniform_attention_distance(4, 8))
+    assert right.get_ylabel() == "mean attention distance, px"
+    assert "uniform attention, 16.1 px" in texts_in(fig)
+    given = plot_figure7(model, x, n_filters=6, distances={"": distances + 1.0})   # measured elsewhere: drawn as given
+    np.testing.assert_allclose(np.concatenate([c.get_offsets() for c in given.axes[2].collections])[:, 1],
+                               distances.reshape(-1) + 1.0)
+    with pytest.raises(ValueError, match=r"\[depth, heads\] = \[3, 4\], got shape \(4, 3\)"):
+        plot_figure7(model, x, distances={"": np.zeros((4, 3))})
+
+
+def test_architecture_chart_has_one_box_per_stage_with_its_shape():
+    import vit_ms
+    from vit_ms.model import VisionTransformer
+
+    model = VisionTransformer(image_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=4, num_classes=5,
+                              cpu_kernels=False)
+    fig = plot_architecture(vit_ms.summary(model, (2, 3, 32, 32)))
+    boxes = [t for t in texts_in(fig) if "[" in t]
+    assert [b.split("\n")[0] for b in boxes] == ["input image", "patch embedding", "+ class token",
+                                                  "+ position embedding", "encoder block x 3", "final LayerNorm",
+                                                  "class token", "classification head"]
+    assert boxes[1].split("\n")[1].startswith("[2, 16, 32]") and boxes[3].split("\n")[1].startswith("[2, 17, 32]")
+    assert boxes[-1] == f"classification head\n[2, 5]   {32 * 5 + 5:,} parameters"
+    assert f"{vit_ms.count_params(model.blocks):,} parameters" in boxes[4]
+    arrows = [t for t in fig.axes[0].texts if getattr(t, "arrow_patch", None) is not None]
+    assert len(arrows) == len(boxes) - 1                                   # one arrow between each two boxes
+    with pytest.raises(TypeError, match="what vit_ms.summary returns"):
+        plot_architecture("a table")
 
 
 def test_attention_maps_show_the_class_token_row():
@@ -295,6 +373,8 @@ def test_predictions_titles_and_colours():
 
 
 def every_figure():
+    from vit_ms.model import VisionTransformer
+
     image = patch_image(grid=4, patch=8)
     history = [dict(epoch=1, train_loss=1.0, val_loss=1.1, val_top1=0.5, val_top5=0.9, lr=1e-3)]
     figures = {
@@ -306,6 +386,9 @@ def every_figure():
         "curves": plot_training_curves(history),
         "confusion": plot_confusion_matrix(np.eye(3, dtype=int), ["a", "b", "c"]),
         "predictions": plot_predictions([image], np.array([[0.2, 0.8]]), ["x", "y"], labels=[1]),
+        "figure7": plot_figure7(VisionTransformer(image_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+                                                  num_classes=3, cpu_kernels=False),
+                                np.zeros((1, 3, 32, 32), np.float32), n_filters=4),
     }
     return figures
 

@@ -16,6 +16,8 @@ _PUBLIC = {
     **dict.fromkeys(("LAYOUTS", "convert", "load_pretrained", "set_numerics"), "weights"),
     **dict.fromkeys(("pos_embed_similarity", "position_structure", "resample_pos_embed", "sincos_2d_pos_embed"),
                     "pos_embed"),
+    **dict.fromkeys(("attention_distance", "embedding_filters", "mean_attention_distance",
+                     "uniform_attention_distance"), "probe"),
     "summary": "overview",
 }
 __all__ = sorted(_PUBLIC)

@@ -52,6 +52,14 @@ def _demo(args):
     print(f"  {'':<16} {'corr. with distance':>20} {'row/column advantage':>21}")
     for name, numbers in summary["position_structure"].items():
         print(f"  {name:<16} {numbers['distance_correlation']:>20.3f} {numbers['row_column_advantage']:>21.3f}")
+    probe = summary["figure7"]
+    uniform = probe["uniform_px"]
+    print(f"mean attention distance on {probe['images']} validation images (uniform attention: {uniform:.1f} px), "
+          f"per block the nearest and farthest head:")
+    for name, distances in probe["attention_distance_px"].items():
+        blocks = "  ".join(f"{min(d):.1f}-{max(d):.1f}" for d in distances)
+        low, high = min(map(min, distances)) / uniform, max(map(max, distances)) / uniform
+        print(f"  {name:<16} {blocks}  px  ({low:.2f}-{high:.2f} x uniform)")
     print("wrote:")
     for path in result["files"]:
         print(f"  {path}")

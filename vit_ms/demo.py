@@ -24,6 +24,7 @@ def run_demo(output="runs/demo", data="data/sample", epochs=None, device="auto",
     from .evaluate import evaluate, predict
     from .model import VisionTransformer
     from .pos_embed import pos_embed_similarity, position_structure, sincos_2d_pos_embed
+    from .probe import attention_distance, embedding_filters, uniform_attention_distance
     from .sample_data import make_sample_data
     from .train import train
 
@@ -83,9 +84,22 @@ def run_demo(output="runs/demo", data="data/sample", epochs=None, device="auto",
     maps = [m.asnumpy()[0] for m in model.attention_maps(ms.Tensor(array))]
     save(plots.plot_attention_maps(shown, maps), "attention.png")
 
+    # Figure 7 (filters, position similarity, attention distance) on 2 validation images of each class
+    probe_paths = [path for k in sorted(by_class) for path in [p for p, y in val.samples if y == k][:2]]
+    probe_images = np.concatenate([load_image(p, model.image_size, model.mean, model.std)[0] for p in probe_paths])
+    probed = {"random init": untrained, "trained (demo)": model}
+    distances = {name: attention_distance(net, probe_images) for name, net in probed.items()}
+    save(plots.plot_figure7(probed, probe_images, distances=distances), "figure7.png")
+    probe = dict(images=len(probe_paths), uniform_px=uniform_attention_distance(model.grid_size, model.patch_size),
+                 attention_distance_px={name: d.round(2).tolist() for name, d in distances.items()},
+                 embedding_singular_values={name: embedding_filters(net)[1].round(4).tolist()
+                                            for name, net in probed.items()})
+    metrics["figure7"] = probe
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
     summary = dict(val_top1=metrics["val_top1"], val_top5=metrics["val_top5"], epochs=metrics["epochs"],
                    device=metrics["device"], wall_seconds=round(time.time() - started, 1),
-                   eval_top1=report["top1"], position_structure=structure)
+                   eval_top1=report["top1"], position_structure=structure, figure7=probe)
     (output / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     files.append(output / "demo_summary.json")
     return dict(metrics=metrics, files=[str(f) for f in files], summary=summary)

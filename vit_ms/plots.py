@@ -165,7 +165,7 @@ def similarity_color_range(sims):
 
     Self-similarity, 1, is always the top colour. Starting at the data's minimum rather than at -1 spends the
     colours on the values present: a 2-D sin-cos embedding only spans about [0.6, 1], and on a -1..1 scale its
-    structure would be one flat yellow. Side-by-side mosaics share the range, so their colours compare directly.
+    structure would be one flat yellow. Side-by-side mosaics each take the range of their own values.
     """
     low = min(float(s.min()) for s in _checked_similarities(sims))
     return max(-1.0, min(np.floor(low * 10) / 10, 0.9)), 1.0
@@ -184,8 +184,8 @@ def _draw_similarity(ax, sim, title, vmin, vmax):
     ax.set_xticks(cols * gw + gw / 2 - 0.5, [str(j + 1) for j in cols], fontsize=7)
     ax.set_yticks(rows * gh + gh / 2 - 0.5, [str(i + 1) for i in rows], fontsize=7)
     ax.tick_params(length=0)
-    ax.set_xlabel("Input patch column")
-    ax.set_ylabel("Input patch row")
+    ax.set_xlabel(bilingual("输入图块的列", "input patch column"))
+    ax.set_ylabel(bilingual("输入图块的行", "input patch row"))
     for spine in ax.spines.values():
         spine.set_visible(False)
     if title:
@@ -203,24 +203,164 @@ def plot_pos_embed_similarity(sim, title=None):
     (sim,) = _checked_similarities([sim])
     fig = _new_figure((6.4, 5.6))
     ax = fig.add_subplot(1, 1, 1)
-    image = _draw_similarity(ax, sim, title or "Position embedding similarity", *similarity_color_range([sim]))
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="Cosine similarity")
+    image = _draw_similarity(ax, sim, title or bilingual("位置编码相似度", "position embedding similarity"),
+                             *similarity_color_range([sim]))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label=_cosine_label())
     return fig
 
 
 def plot_pos_embed_comparison(sims):
-    """Side-by-side Figure-7 mosaics, {title: sim [gh, gw, gh, gw]}, on one colour scale with one shared colour bar
-    (the grids may differ in size)."""
+    """Side-by-side Figure-7 mosaics, {title: sim [gh, gw, gh, gw]}, each on its own colour scale with its own
+    colour bar (similarity_color_range of that panel): a 2-D sin-cos embedding spans only about [0.6, 1] and and a
+    trained one reaches far lower, so one shared scale would flatten the sin-cos panel. Compare shapes across panels, and numbers
+    (position_structure) only between grids of the same size."""
     if not isinstance(sims, dict) or not sims:
         raise ValueError(f"plot_pos_embed_comparison needs a non-empty dict {{title: similarity}}, "
                          f"got {type(sims).__name__}")
     values = _checked_similarities(sims.values())
-    vmin, vmax = similarity_color_range(values)
-    fig = _new_figure((4.6 * len(sims) + 1.0, 4.9))
-    axes = [fig.add_subplot(1, len(sims), k + 1) for k in range(len(sims))]
-    for ax, title, sim in zip(axes, sims, values):
-        image = _draw_similarity(ax, sim, str(title), vmin, vmax)
-    fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02, label="Cosine similarity")
+    fig = _new_figure((5.2 * len(sims), 4.9), layout="constrained")
+    for k, (title, sim) in enumerate(zip(sims, values)):
+        ax = fig.add_subplot(1, len(sims), k + 1)
+        grid = f"{sim.shape[0]}x{sim.shape[1]}"
+        title = str(title) if grid in str(title) else f"{title} ({grid})"   # the grid, unless the title names it
+        image = _draw_similarity(ax, sim, title, *similarity_color_range([sim]))
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label=_cosine_label())
+    return fig
+
+
+# ---- Figure 7: filters, position similarity, attention distance ----
+
+def filter_mosaic(filters, cols=7, gap=1):
+    """Components [n, P, P, C] (embedding_filters) as one RGB array, ``cols`` per row, ``gap`` white pixels apart;
+    each component rescaled on its own to [0, 1] (its sign is arbitrary, so only its pattern matters)."""
+    filters = np.asarray(filters, dtype=np.float64)
+    if filters.ndim != 4 or filters.shape[-1] not in (1, 3):
+        raise ValueError(f"expected filters [n, P, P, C] with C = 1 or 3 (from embedding_filters), got shape "
+                         f"{filters.shape}")
+    n, p = filters.shape[0], filters.shape[1]
+    low = filters.min(axis=(1, 2, 3), keepdims=True)
+    span = np.maximum(filters.max(axis=(1, 2, 3), keepdims=True) - low, 1e-12)
+    scaled = np.repeat((filters - low) / span, 3 // filters.shape[-1], axis=-1)
+    cols = min(check_int(cols, "cols"), n)
+    rows, step = -(-n // cols), p + gap
+    mosaic = np.ones((rows * step - gap, cols * step - gap, 3))
+    for k in range(n):
+        r, c = divmod(k, cols)
+        mosaic[r * step:r * step + p, c * step:c * step + p] = scaled[k]
+    return mosaic
+
+
+def _cosine_label():
+    return bilingual("余弦相似度", "cosine similarity")
+
+
+def _draw_attention_distance(ax, distances, uniform, title=None):
+    """Figure 7 right: one dot per head at (block, mean distance), and the uniform-attention distance as a line."""
+    depth, heads = distances.shape
+    colours = [f"C{h % 10}" for h in range(heads)]
+    for block in range(depth):
+        ax.scatter(np.full(heads, block + 1), distances[block], c=colours, s=22, zorder=3)
+    ax.axhline(uniform, color="gray", linestyle="--", linewidth=1,
+               label=bilingual(f"均匀注意力 {uniform:.1f} 像素", f"uniform attention, {uniform:.1f} px"))
+    ax.set(xlabel=bilingual("网络深度（第几块）", "network depth, block"),
+           ylabel=bilingual("平均注意力距离（像素）", "mean attention distance, px"),
+           ylim=(0, max(1.25 * uniform, 1.05 * float(distances.max()))), xlim=(0.5, depth + 0.5))
+    ax.set_xticks(range(1, depth + 1) if depth <= 12 else range(1, depth + 1, max(1, depth // 12)))
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+
+
+def plot_figure7(models, images, n_filters=28, distances=None):
+    """The paper's Figure 7 for one model or each of {title: model} (one row each), three panels:
+
+    - left: the top ``n_filters`` principal components of the patch-embedding filters (embedding_filters), each an
+      RGB image rescaled on its own, strongest first (row by row), titled with the share of the squared weight they
+      carry together;
+    - centre: the cosine similarity of the position embeddings (pos_embed_similarity), on its own colour scale;
+    - right: every head's mean attention distance against block index (attention_distance on ``images``, the
+      normalised model input [B, C, H, W]), with the distance of uniform attention as a dashed line.
+
+    distances: optional {title: [depth, heads]} already measured (skips measuring those again).
+    """
+    from .pos_embed import pos_embed_similarity
+    from .probe import attention_distance, embedding_filters, uniform_attention_distance
+
+    models = models if isinstance(models, dict) else {"": models}
+    if not models:
+        raise ValueError("plot_figure7 needs a model or a non-empty dict {title: model}")
+    distances = dict(distances or {})
+    fig = _new_figure((16.5, 4.9 * len(models)), layout="constrained")
+    for row, (title, model) in enumerate(models.items()):
+        filters, singular = embedding_filters(model, n=min(n_filters, model.embed_dim))
+        share = float((singular[:len(filters)] ** 2).sum() / (singular ** 2).sum())
+        measured = distances[title] if title in distances else attention_distance(model, images)
+        measured = np.asarray(measured, dtype=np.float64)
+        if measured.shape != (len(model.blocks), model.blocks[0].attn.num_heads):
+            raise ValueError(f"distances for {title!r} must be [depth, heads] = [{len(model.blocks)}, "
+                             f"{model.blocks[0].attn.num_heads}], got shape {measured.shape}")
+        prefix = f"{title}: " if title else ""
+        left, centre, right = (fig.add_subplot(len(models), 3, 3 * row + k + 1) for k in range(3))
+        left.imshow(filter_mosaic(filters), interpolation="nearest")
+        left.set_title(prefix + bilingual(f"图块嵌入滤波器的前 {len(filters)} 个主成分（RGB）\n占权重平方和的 {share:.0%}",
+                                          f"RGB embedding filters: first {len(filters)} principal components, "
+                                          f"{share:.0%} of the weight"), fontsize=10)
+        left.axis("off")
+        sim = pos_embed_similarity(model)
+        image = _draw_similarity(centre, sim, prefix + bilingual("位置编码相似度", "position embedding similarity"),
+                                 *similarity_color_range([sim]))
+        fig.colorbar(image, ax=centre, fraction=0.046, pad=0.03, label=_cosine_label())
+        images_en = f"{len(images)} image{'s' * (len(images) != 1)}"
+        _draw_attention_distance(right, measured, uniform_attention_distance(model.grid_size, model.patch_size),
+                                 prefix + bilingual(f"平均注意力距离（{len(images)} 张图）",
+                                                    f"mean attention distance, {images_en}"))
+    return fig
+
+
+# ---- the network at a glance ----
+
+_STAGE_ZH = {"input image": "输入图像", "patch embedding": "图块嵌入", "+ class token": "+ 类别 token",
+             "+ position embedding": "+ 位置编码", "encoder block": "编码器块", "final LayerNorm": "最后的 LayerNorm",
+             "class token": "取类别 token", "mean of patch tokens": "图块 token 取平均",
+             "pre-logits Dense + tanh": "pre-logits Dense + tanh", "classification head": "分类头"}
+
+def _architecture_stages(rows):
+    """(label, shape, parameters) per box: consecutive encoder blocks become one box "encoder block x L"."""
+    stages = []
+    for name, shape, params in rows:
+        if name.startswith("encoder block") and stages and stages[-1][0].startswith("encoder block"):
+            count = stages[-1][3] + 1
+            stages[-1] = (f"encoder block x {count}", tuple(shape), stages[-1][2] + params, count)
+        else:
+            stages.append((name, tuple(shape), params, 1))
+    return [(name, shape, params) for name, shape, params, _ in stages]
+
+
+def plot_architecture(summary):
+    """A flow chart of the network from ``vit_ms.summary(model, input_size)``: one box per stage, top to bottom,
+    each with the output shape and parameter count that summary measured by running the model (the encoder
+    blocks, all of one shape, share one box)."""
+    rows = getattr(summary, "rows", None)
+    if not rows:
+        raise TypeError(f"plot_architecture expects what vit_ms.summary returns, got {type(summary).__name__}")
+    stages = _architecture_stages(rows)
+    fig = _new_figure((6.2, 0.78 * len(stages) + 0.4))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set(xlim=(0, 10), ylim=(len(stages) - 0.45, -0.55))
+    ax.axis("off")
+    for k, (name, shape, params) in enumerate(stages):
+        encoder = name.startswith("encoder block")
+        label = bilingual(_STAGE_ZH.get(name.split(" x ")[0], name) + (f" ×{name.split(' x ')[1]}" if " x " in name
+                                                                         else ""), name)
+        count = bilingual(f"{params:,} 个参数", f"{params:,} parameters")
+        ax.text(5, k, f"{label}\n{list(shape)}" + (f"   {count}" if params else ""), ha="center",
+                va="center", fontsize=9,
+                bbox=dict(boxstyle="round,pad=0.4", facecolor="#fde9c9" if encoder else "#dbe8f6",
+                          edgecolor="#555555", linewidth=0.8))
+        if k:
+            ax.annotate("", xy=(5, k - 0.3), xytext=(5, k - 0.7),
+                        arrowprops=dict(arrowstyle="->", color="#555555", linewidth=1))
     return fig
 
 
