@@ -52,6 +52,7 @@ def use_chinese_font():
     return family
 
 
-def bilingual(zh, en):
-    """A label "中文 (English)" when Chinese can be drawn, else the English alone."""
-    return f"{zh} ({en})" if chinese_font() else en
+def bilingual(zh, en, sep=" "):
+    """A label "中文 (English)" when Chinese can be drawn, else the English alone; ``sep="\n"`` puts the English on a
+    line of its own."""
+    return f"{zh}{sep}({en})" if chinese_font() else en

@@ -5,13 +5,16 @@ Figure/Axes methods, which works the same on the Agg backend of a headless machi
 (``plt.close(fig)``) when saving many.
 
 Titles and axis labels are Chinese with the English term in parentheses, as the notebooks' prose is, when a font
-with Chinese glyphs is there (``vit_ms.fonts``); English alone otherwise.
+with Chinese glyphs is there (``vit_ms.fonts``; importing this module puts it behind matplotlib's default font);
+English alone otherwise.
 """
 import numpy as np
 
 from .checks import check_int
 from .fonts import bilingual, use_chinese_font
 from .metrics import ranked
+
+use_chinese_font()  # figures made after importing this module, the notebooks' own included, can show Chinese
 
 
 
@@ -222,7 +225,8 @@ def plot_pos_embed_comparison(sims):
     for k, (title, sim) in enumerate(zip(sims, values)):
         ax = fig.add_subplot(1, len(sims), k + 1)
         grid = f"{sim.shape[0]}x{sim.shape[1]}"
-        title = str(title) if grid in str(title) else f"{title} ({grid})"   # the grid, unless the title names it
+        named = grid in str(title).replace(" ", "")
+        title = str(title) if named else f"{title} ({grid})"   # the grid, unless the title names it
         image = _draw_similarity(ax, sim, title, *similarity_color_range([sim]))
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label=_cosine_label())
     return fig
@@ -263,7 +267,7 @@ def _draw_attention_distance(ax, distances, uniform, title=None):
     ax.axhline(uniform, color="gray", linestyle="--", linewidth=1,
                label=bilingual(f"均匀注意力 {uniform:.1f} 像素", f"uniform attention, {uniform:.1f} px"))
     ax.set(xlabel=bilingual("网络深度（第几块）", "network depth, block"),
-           ylabel=bilingual("平均注意力距离（像素）", "mean attention distance, px"),
+           ylabel=bilingual("平均注意力距离（像素）", "mean attention distance, px", sep="\n"),
            ylim=(0, max(1.25 * uniform, 1.05 * float(distances.max()))), xlim=(0.5, depth + 0.5))
     ax.set_xticks(range(1, depth + 1) if depth <= 12 else range(1, depth + 1, max(1, depth // 12)))
     ax.legend(loc="lower right", fontsize=8)
@@ -291,7 +295,7 @@ def plot_figure7(models, images, n_filters=28, distances=None):
     if not models:
         raise ValueError("plot_figure7 needs a model or a non-empty dict {title: model}")
     distances = dict(distances or {})
-    fig = _new_figure((16.5, 4.9 * len(models)), layout="constrained")
+    fig = _new_figure((18.0, 5.2 * len(models)), layout="constrained")
     for row, (title, model) in enumerate(models.items()):
         filters, singular = embedding_filters(model, n=min(n_filters, model.embed_dim))
         share = float((singular[:len(filters)] ** 2).sum() / (singular ** 2).sum())
@@ -303,18 +307,18 @@ def plot_figure7(models, images, n_filters=28, distances=None):
         prefix = f"{title}: " if title else ""
         left, centre, right = (fig.add_subplot(len(models), 3, 3 * row + k + 1) for k in range(3))
         left.imshow(filter_mosaic(filters), interpolation="nearest")
-        left.set_title(prefix + bilingual(f"图块嵌入滤波器的前 {len(filters)} 个主成分（RGB）\n占权重平方和的 {share:.0%}",
+        left.set_title(prefix + bilingual(f"图块嵌入滤波器的前 {len(filters)} 个主成分，占权重平方和的 {share:.0%}",
                                           f"RGB embedding filters: first {len(filters)} principal components, "
-                                          f"{share:.0%} of the weight"), fontsize=10)
+                                          f"{share:.0%} of the weight", sep="\n"), fontsize=10)
         left.axis("off")
         sim = pos_embed_similarity(model)
-        image = _draw_similarity(centre, sim, prefix + bilingual("位置编码相似度", "position embedding similarity"),
-                                 *similarity_color_range([sim]))
+        image = _draw_similarity(centre, sim, prefix + bilingual("位置编码相似度", "position embedding similarity",
+                                                                 sep="\n"), *similarity_color_range([sim]))
         fig.colorbar(image, ax=centre, fraction=0.046, pad=0.03, label=_cosine_label())
         images_en = f"{len(images)} image{'s' * (len(images) != 1)}"
         _draw_attention_distance(right, measured, uniform_attention_distance(model.grid_size, model.patch_size),
                                  prefix + bilingual(f"平均注意力距离（{len(images)} 张图）",
-                                                    f"mean attention distance, {images_en}"))
+                                                    f"mean attention distance, {images_en}", sep="\n"))
     return fig
 
 
