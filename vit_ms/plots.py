@@ -357,7 +357,7 @@ def plot_architecture(summary):
         encoder = name.startswith("encoder block")
         label = bilingual(_STAGE_ZH.get(name.split(" x ")[0], name) + (f" ×{name.split(' x ')[1]}" if " x " in name
                                                                          else ""), name)
-        count = bilingual(f"{params:,} 个参数", f"{params:,} parameters")
+        count = f"{params:,} " + bilingual("个参数", "parameters")
         ax.text(5, k, f"{label}\n{list(shape)}" + (f"   {count}" if params else ""), ha="center",
                 va="center", fontsize=9,
                 bbox=dict(boxstyle="round,pad=0.4", facecolor="#fde9c9" if encoder else "#dbe8f6",
