@@ -103,3 +103,37 @@ def test_the_decision_is_kept_by_the_model_after_the_device_changes(monkeypatch)
     flash.set_train(False)
     # float32 inputs: the flash branch is taken only under mixed precision (float16), so on the CPU both compute alike
     np.testing.assert_allclose(flash(x).asnumpy(), plain(x).asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+class OldStyleGELU:
+    """nn.GELU as MindSpore 2.0 has it: a bool, and the chosen form's operators built in __init__."""
+
+    def __init__(self, approximate=True):
+        self.approximate = approximate
+        self.ops = "tanh ops" if approximate else "erf ops"
+
+
+def test_gelu_form_on_an_old_mindspore_rebuilds_the_cell_only_when_the_form_changes():
+    from vit_ms.versions import set_gelu_form
+
+    gelu = OldStyleGELU(approximate=False)
+    set_gelu_form(gelu, False)                 # same form: a string "none" here would read as True on MindSpore 2.0
+    assert gelu.approximate is False and gelu.ops == "erf ops"
+    set_gelu_form(gelu, True)
+    assert gelu.approximate is True and gelu.ops == "tanh ops"
+
+
+def test_gelu_form_switch_gives_the_outputs_of_a_model_built_with_that_form():
+    import mindspore as ms
+    from vit_ms.model import VisionTransformer
+
+    x = ms.Tensor(np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32))
+    outputs = {}
+    for built, switched in ((False, True), (True, True)):
+        ms.set_seed(0)
+        model = VisionTransformer(image_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_classes=3,
+                                  gelu_approximate=built, cpu_kernels=False)
+        model.set_train(False)
+        model.set_numerics(gelu_approximate=switched)
+        outputs[built] = model(x).asnumpy()
+    np.testing.assert_array_equal(outputs[False], outputs[True])

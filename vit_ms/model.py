@@ -21,6 +21,7 @@ from . import kernels
 from .checks import check_int, check_numerics, check_rate
 from .config import IMAGENET_MEAN, IMAGENET_STD
 from .device import flash_attention_support
+from .versions import set_gelu_form
 
 _BATCH_MATMUL_NT = ops.BatchMatMul(transpose_b=True)  # q @ k.T without materialising k.T
 
@@ -322,7 +323,7 @@ class VisionTransformer(nn.Cell):
             if norm_eps is not None and isinstance(cell, nn.LayerNorm):
                 _set_epsilon(cell, float(norm_eps))
             if gelu_approximate is not None and isinstance(cell, nn.GELU):
-                cell.approximate = "tanh" if gelu_approximate else "none"
+                set_gelu_form(cell, gelu_approximate)
         changes = dict(norm_eps=norm_eps, gelu_approximate=gelu_approximate,
                        mean=None if mean is None else tuple(float(v) for v in mean),
                        std=None if std is None else tuple(float(v) for v in std))

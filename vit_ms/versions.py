@@ -77,3 +77,13 @@ def kernels_reason(version):
         return None
     return (f"MindSpore {version} is outside the versions the C++ kernels were tested on ({_minor(low)} to "
             f"{_minor(high)}: 2.7.1 and 2.10.0)")
+
+
+def set_gelu_form(gelu, approximate):
+    """Switch an ``nn.GELU`` cell to the tanh form (``approximate`` True) or the exact one. Newer MindSpore (2.7, 2.10)
+    keeps the form as "tanh"/"none" and reads it at every call; older MindSpore (2.0) keeps a bool and builds only that
+    form's operators in ``__init__``, so there a change initialises the cell again."""
+    if isinstance(gelu.approximate, str):
+        gelu.approximate = "tanh" if approximate else "none"
+    elif bool(gelu.approximate) != bool(approximate):
+        type(gelu).__init__(gelu, approximate=bool(approximate))
