@@ -572,6 +572,19 @@ def _topk_names(pred, class_names, k):
     return [(str(class_names[i]), float(probs[i])) for i in order]
 
 
+def _check_labels(labels, class_names, count):
+    """labels (true class indices into class_names, one per image) or None."""
+    if labels is None:
+        return
+    if class_names is None:
+        raise ValueError("labels are class indices: pass class_names too")
+    if len(labels) != count:
+        raise ValueError(f"got {count} images but {len(labels)} labels")
+    bad = [int(y) for y in labels if not 0 <= int(y) < len(class_names)]
+    if bad:
+        raise ValueError(f"labels must be indices in [0, {len(class_names) - 1}], got {bad[:5]}")
+
+
 def plot_predictions(images, probs_or_topk, class_names=None, labels=None, k=3, cols=4):
     """A grid of images, each titled with its top-k classes and probabilities.
 
@@ -583,14 +596,7 @@ def plot_predictions(images, probs_or_topk, class_names=None, labels=None, k=3, 
         raise ValueError(f"got {len(images)} images but {len(probs_or_topk)} predictions")
     if len(images) == 0:
         raise ValueError("plot_predictions needs at least one image")
-    if labels is not None:
-        if class_names is None:
-            raise ValueError("labels are class indices: pass class_names too")
-        if len(labels) != len(images):
-            raise ValueError(f"got {len(images)} images but {len(labels)} labels")
-        bad = [int(y) for y in labels if not 0 <= int(y) < len(class_names)]
-        if bad:
-            raise ValueError(f"labels must be indices in [0, {len(class_names) - 1}], got {bad[:5]}")
+    _check_labels(labels, class_names, len(images))
     k = check_int(k, "k")
     cols = min(check_int(cols, "cols"), len(images))
     rows = -(-len(images) // cols)
@@ -629,14 +635,7 @@ def plot_probability_bars(images, probs_or_topk, class_names=None, labels=None, 
         raise ValueError("plot_probability_bars needs at least one image")
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"got {len(images)} images but {len(titles)} titles")
-    if labels is not None:
-        if class_names is None:
-            raise ValueError("labels are class indices: pass class_names too")
-        if len(labels) != len(images):
-            raise ValueError(f"got {len(images)} images but {len(labels)} labels")
-        bad = [int(y) for y in labels if not 0 <= int(y) < len(class_names)]
-        if bad:
-            raise ValueError(f"labels must be indices in [0, {len(class_names) - 1}], got {bad[:5]}")
+    _check_labels(labels, class_names, len(images))
     k = check_int(k, "k")
     tops = [_topk_names(pred, class_names, k) for pred in probs_or_topk]
     rows = len(images)
