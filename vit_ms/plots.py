@@ -214,9 +214,9 @@ def plot_pos_embed_similarity(sim, title=None):
 
 def plot_pos_embed_comparison(sims):
     """Side-by-side Figure-7 mosaics, {title: sim [gh, gw, gh, gw]}, each on its own colour scale with its own
-    colour bar (similarity_color_range of that panel): a 2-D sin-cos embedding spans only about [0.6, 1] and and a
-    trained one reaches far lower, so one shared scale would flatten the sin-cos panel. Compare shapes across panels, and numbers
-    (position_structure) only between grids of the same size."""
+    colour bar (similarity_color_range of that panel): a 2-D sin-cos embedding spans only about [0.6, 1] and a
+    trained one reaches far lower, so one shared scale would flatten the sin-cos panel. Compare shapes across panels,
+    and numbers (position_structure) only between grids of the same size."""
     if not isinstance(sims, dict) or not sims:
         raise ValueError(f"plot_pos_embed_comparison needs a non-empty dict {{title: similarity}}, "
                          f"got {type(sims).__name__}")
@@ -307,13 +307,13 @@ def plot_figure7(models, images, n_filters=28, distances=None):
         prefix = f"{title}: " if title else ""
         left, centre, right = (fig.add_subplot(len(models), 3, 3 * row + k + 1) for k in range(3))
         left.imshow(filter_mosaic(filters), interpolation="nearest")
-        left.set_title(prefix + bilingual(f"图块嵌入滤波器的前 {len(filters)} 个主成分，占权重平方和的 {share:.0%}",
-                                          f"RGB embedding filters: first {len(filters)} principal components, "
-                                          f"{share:.0%} of the weight", sep="\n"), fontsize=10)
+        zh = f"图块嵌入滤波器的前 {len(filters)} 个主成分，占权重平方和的 {share:.0%}"
+        en = f"RGB embedding filters: first {len(filters)} principal components, {share:.0%} of the weight"
+        left.set_title(prefix + bilingual(zh, en, sep="\n"), fontsize=10)
         left.axis("off")
         sim = pos_embed_similarity(model)
-        image = _draw_similarity(centre, sim, prefix + bilingual("位置编码相似度", "position embedding similarity",
-                                                                 sep="\n"), *similarity_color_range([sim]))
+        title = prefix + bilingual("位置编码相似度", "position embedding similarity", sep="\n")
+        image = _draw_similarity(centre, sim, title, *similarity_color_range([sim]))
         fig.colorbar(image, ax=centre, fraction=0.046, pad=0.03, label=_cosine_label())
         images_en = f"{len(images)} image{'s' * (len(images) != 1)}"
         _draw_attention_distance(right, measured, uniform_attention_distance(model.grid_size, model.patch_size),
@@ -355,8 +355,8 @@ def plot_architecture(summary):
     ax.axis("off")
     for k, (name, shape, params) in enumerate(stages):
         encoder = name.startswith("encoder block")
-        label = bilingual(_STAGE_ZH.get(name.split(" x ")[0], name) + (f" ×{name.split(' x ')[1]}" if " x " in name
-                                                                         else ""), name)
+        base, _, times = name.partition(" x ")  # "encoder block x 12"
+        label = bilingual(_STAGE_ZH.get(base, base) + (f" ×{times}" if times else ""), name)
         count = f"{params:,} " + bilingual("个参数", "parameters")
         ax.text(5, k, f"{label}\n{list(shape)}" + (f"   {count}" if params else ""), ha="center",
                 va="center", fontsize=9,
