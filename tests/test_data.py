@@ -1,4 +1,5 @@
 import json
+import os
 import re
 
 import numpy as np
@@ -236,3 +237,64 @@ def test_load_image_errors(tmp_path):
         load_image(np.zeros((8, 8), np.float32))
     with pytest.raises(TypeError, match="got int"):
         load_image(3)
+
+
+def _fresh_decodes(monkeypatch):
+    """Empty the process's caches of decoded images and of announced folders, for this test only."""
+    import vit_ms.data as data_module
+
+    monkeypatch.setattr(data_module, "_decoded", {})
+    monkeypatch.setattr(data_module, "_streaming_said", set())
+
+
+@pytest.mark.parametrize("split, kwargs", [("train", dict(seed=5, crop_scale=(0.3, 1.0), hflip=0.5)),
+                                           ("val", dict())])
+def test_in_memory_batches_equal_streamed_batches(tmp_path, monkeypatch, split, kwargs):
+    # photo-like content (a gradient with noise), so that any difference in crop or decode shows in the pixels
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        for split_name in ("train", "val"):
+            folder = tmp_path / split_name / name
+            folder.mkdir(parents=True)
+            for j in range(5):
+                pixels = (np.linspace(0, 255, 60)[None, :, None] + rng.normal(0, 30, (44, 60, 3))).clip(0, 255)
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{j}.jpg", quality=85)
+    _fresh_decodes(monkeypatch)
+    streamed = create_dataset(tmp_path, split, image_size=SIZE, batch_size=4, in_memory=False, **kwargs)
+    in_memory = create_dataset(tmp_path, split, image_size=SIZE, batch_size=4, **kwargs)
+    assert not streamed.in_memory and in_memory.in_memory
+    first, second = batches(streamed), batches(in_memory)
+    assert len(first) == len(second) == (2 if split == "train" else 3)
+    for (images_a, labels_a), (images_b, labels_b) in zip(first, second):
+        np.testing.assert_array_equal(labels_a, labels_b)
+        np.testing.assert_array_equal(images_a, images_b)
+    if split == "train":  # another seed draws other crops, from memory as from disk
+        other = batches(create_dataset(tmp_path, split, image_size=SIZE, batch_size=4, **dict(kwargs, seed=6)))
+        assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, other))
+
+
+def test_a_split_over_the_memory_limit_streams_and_says_so_once(root, monkeypatch, capsys):
+    _fresh_decodes(monkeypatch)
+    decoded_mb = 18 * 40 * 48 * 3 / (1 << 20)  # the fixture's 18 training images of 40x48
+    kept = create_dataset(root, "train", image_size=SIZE, memory_limit_mb=decoded_mb * 1.01)
+    assert kept.in_memory and capsys.readouterr().out == ""
+    over = [create_dataset(root, "train", image_size=SIZE, memory_limit_mb=decoded_mb * 0.99) for _ in range(2)]
+    assert not any(d.in_memory for d in over)
+    said = capsys.readouterr().out
+    assert said.count("decoded from disk every epoch") == 1 and str(root / "train") in said
+    assert sorted(identities(over[1])) == sorted(identities(kept))
+
+
+def test_decoded_images_are_kept_and_a_changed_file_is_decoded_again(tmp_path, monkeypatch):
+    import vit_ms.data as data_module
+
+    _fresh_decodes(monkeypatch)
+    make_folder(tmp_path, "train", 2, classes=["apple"], extension=".png")
+    paths = sorted(str(p) for p in (tmp_path / "train" / "apple").iterdir())
+    first = data_module.decode_images(paths)
+    assert [p.shape for p in first] == [(40, 48, 3)] * 2
+    assert data_module.decode_images(paths)[0] is first[0]  # kept, not decoded again
+    Image.fromarray(np.full((40, 48, 3), 7, np.uint8)).save(paths[0])
+    os.utime(paths[0], ns=(1, 1))  # a different time stamp, whatever the file system's resolution
+    again = data_module.decode_images(paths)
+    assert again[0] is not first[0] and (again[0] == 7).all() and again[1] is first[1]

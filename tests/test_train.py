@@ -127,3 +127,32 @@ def test_mixed_precision_o2_trains_and_saves_float32_weights(data, tmp_path):
     losses = [h["train_loss"] for h in metrics["history"]]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert {str(w.dtype) for w in _weights(out / "model.ckpt").values()} == {"float32"}
+
+
+def test_training_from_memory_equals_training_from_disk(data, tmp_path):
+    # augmented crops (random scale, flips): the two pipelines must draw the same ones from the same seed
+    cfg = dict(TINY, data=str(data), epochs=1, hflip=0.5, crop_scale=(0.3, 1.0))
+    seen = {}
+
+    def pipeline_kind(name):
+        return lambda epoch, record, model: seen.update({name: record})
+
+    train(TrainConfig(**cfg, output=str(tmp_path / "memory")), on_epoch_end=pipeline_kind("memory"))
+    train(TrainConfig(**cfg, output=str(tmp_path / "disk"), stream_data=True), on_epoch_end=pipeline_kind("disk"))
+    assert seen["memory"]["train_loss"] == seen["disk"]["train_loss"]
+    memory, disk = _weights(tmp_path / "memory" / "model.ckpt"), _weights(tmp_path / "disk" / "model.ckpt")
+    assert memory.keys() == disk.keys()
+    for name in memory:
+        np.testing.assert_array_equal(memory[name], disk[name], err_msg=name)
+    used = json.loads((tmp_path / "disk" / "metrics.json").read_text())["config"]
+    assert used["stream_data"] is True
+
+
+def test_build_run_decodes_the_sample_data_into_memory_and_streams_when_asked(data, tmp_path):
+    from vit_ms.train import build_run
+
+    run = build_run(TrainConfig(**TINY, data=str(data), output=str(tmp_path / "a"), epochs=2))
+    assert run.first_train_data.in_memory and run.val_data.in_memory
+    assert run.train_data(1).in_memory
+    run = build_run(TrainConfig(**TINY, data=str(data), output=str(tmp_path / "b"), epochs=2, stream_data=True))
+    assert not run.first_train_data.in_memory and not run.val_data.in_memory

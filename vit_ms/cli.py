@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from .config import AMP_LEVELS, LAYOUTS, SUBSET_MODES, TrainConfig
+from .config import AMP_LEVELS, IN_MEMORY_LIMIT_MB, LAYOUTS, SUBSET_MODES, TrainConfig
 from .recipes import load_recipe, recipe_names
 from .runtime import quiet_mindspore
 
@@ -109,8 +109,11 @@ TRAIN_HELP = dict(
     device=DEVICE_HELP,
     amp_level="mixed precision (default: O2 on Ascend/GPU, O0 = float32 on CPU)",
     num_workers="data-pipeline workers",
-    log_interval="steps between loss read-backs (each one waits for the device)",
+    log_interval="steps between loss read-backs on Ascend/GPU (each one waits for the device); on the CPU the "
+                 "loss of every step is read",
     strict_data="stop on an unreadable image instead of skipping it",
+    stream_data=f"read and decode the images from disk every epoch, even when the decoded split fits in memory "
+                f"(by default a split of up to {IN_MEMORY_LIMIT_MB} MB decoded is decoded once)",
 )
 
 
@@ -335,15 +338,40 @@ def _add_convert(subparsers):
 
 
 def _bench(args):
+    if args.recipe:
+        return _bench_recipe(args)
+    if args.stream_data or args.epochs is not None or args.data is not None:
+        raise ValueError("--data, --epochs and --stream-data measure a recipe's training loop: give --recipe too")
     from .bench import format_table, run_benchmark
 
     report = run_benchmark(model=args.model, batch_size=args.batch_size, image_size=args.image_size, mode=args.mode,
-                           steps=args.steps, warmup=args.warmup, compare=tuple(args.compare), device=args.device,
+                           steps=5 if args.steps is None else args.steps, warmup=args.warmup,
+                           compare=tuple(args.compare), device=args.device,
                            num_classes=args.num_classes, amp_level=args.amp_level, patch_size=args.patch_size,
                            embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads,
                            rounds=args.rounds or (1 if args.in_process else 3), in_process=args.in_process)
     print(json.dumps(report, indent=2) if args.json else format_table(report))
     return 1 if any("error" in r for results in report["rounds"] for r in results) else 0
+
+
+def _bench_recipe(args):
+    from .bench_loop import format_loop_table, run_loop_benchmark
+
+    typed = [flag for flag, value, default in (("--model", args.model, "vit_b_16"), ("--image-size", args.image_size, 224),
+                                               ("--batch-size", args.batch_size, 8), ("--mode", args.mode, "both"),
+                                               ("--in-process", args.in_process, None), ("--rounds", args.rounds, None),
+                                               ("--amp-level", args.amp_level, None))
+             if value != default] + [f"--{name.replace('_', '-')}" for name in ("patch_size", "embed_dim", "depth",
+                                                                              "num_heads") if getattr(args, name)]
+    if typed:
+        raise ValueError(f"--recipe measures the recipe's own model, batch and precision; {', '.join(typed)} cannot "
+                         f"be given with it")
+    report = run_loop_benchmark(args.recipe, data=args.data, epochs=1 if args.epochs is None else args.epochs,
+                                steps=20 if args.steps is None else args.steps,
+                                warmup=args.warmup, stream_data=args.stream_data, device=args.device,
+                                num_workers=args.num_workers)
+    print(json.dumps(report, indent=2) if args.json else format_loop_table(report))
+    return 0
 
 
 def _add_bench(subparsers):
@@ -362,7 +390,8 @@ def _add_bench(subparsers):
     p.add_argument("--batch-size", type=int, default=8, help="images per step")
     p.add_argument("--mode", choices=("both",) + MODES, default="both",
                    help="eval (forward), train (step) or both")
-    p.add_argument("--steps", type=int, default=5, help="timed steps; the median is reported")
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed steps; the median is reported (default: 5; with --recipe, 20 calls per timing)")
     p.add_argument("--rounds", type=int, default=None,
                    help="rounds, each measuring every framework in turn; the ratios are the median of the per-round "
                         "ones (default: 3)")
@@ -376,6 +405,15 @@ def _add_bench(subparsers):
                    help="measure only this framework (vit_ms, mindcv or timm), once, in this process: a plain "
                         "process to check the spawned workers against")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    loop = p.add_argument_group("the training loop against its step (--recipe)")
+    loop.add_argument("--recipe", default=None, metavar="RECIPE",
+                      help=f"measure this recipe's training and eval loops against their compiled steps on a fixed "
+                           f"batch, with its model and data ({', '.join(recipe_names())} or a YAML file)")
+    loop.add_argument("--data", default=None, help="dataset root instead of the recipe's")
+    loop.add_argument("--epochs", type=int, default=None, help="full passes over the data to time (default: 1)")
+    loop.add_argument("--stream-data", action="store_true",
+                      help="read and decode the images from disk every epoch (default: in memory when they fit)")
+    loop.add_argument("--num-workers", type=int, default=2, help="data-pipeline workers")
 
 
 def _doctor(args):

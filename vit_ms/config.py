@@ -10,6 +10,9 @@ from typing import Optional, Tuple
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 HALF_MEAN, HALF_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 CROP_PCT = 0.875  # evaluation: resize the shorter side to image_size / 0.875, then centre-crop image_size
+# a split whose decoded pixels fit in this many MB is decoded once and augmented from memory (the sample data: 30 MB;
+# the course's ImageNet subset, about 2 GB decoded, streams); a learner's 2-core laptop has 8 GB or more
+IN_MEMORY_LIMIT_MB = 1024
 
 # the named ViT sizes (the paper's Ti/S/B/L/H, patch size in the name); constructor arguments of VisionTransformer
 MODEL_CONFIGS = {
@@ -68,6 +71,7 @@ class TrainConfig:
     device: str = "auto"
     amp_level: Optional[str] = None         # None: O2 on Ascend/GPU, O0 (fp32) on CPU
     num_workers: int = 2
-    log_interval: int = 10                  # steps between loss read-backs (each one is a host sync)
+    log_interval: int = 10                  # steps between loss read-backs on a card (CPU: every step)
     strict_data: bool = False
+    stream_data: bool = False               # read and decode every image each epoch, even when the split fits in memory
 

@@ -8,10 +8,12 @@ Layout (the one torchvision's ImageFolder and mindcv expect)::
 Class index = position of the folder name in the sorted list of train's class folders. Other splits (val, test)
 use train's indices, so a val folder may hold a subset of the classes but none that train lacks.
 
-Files are read as raw bytes by a Python source and decoded inside the pipeline by MindSpore's C++ ops (mindcv's
-transforms start with Decode / RandomCropDecodeResize). A broken file would fail there without its name, so every
-file is checked up front (decoded once with ``check_images=True``) and the broken ones are skipped with a warning
-naming them, or reported as an error with ``strict=True``.
+A folder whose decoded images fit in IN_MEMORY_LIMIT_MB (the sample data, a small subset) is decoded once per
+process, by MindSpore's Decode, and every epoch augments the kept pixels. A larger folder streams: a Python source
+reads each file's bytes and the pipeline decodes them every epoch. Both run the same ops after Decode with the same
+seeds, so they give the same batches. A broken file would fail inside the pipeline without its name, so every file
+is checked up front (decoded once with ``check_images=True``) and the broken ones are skipped with a warning naming
+them, or reported as an error with ``strict=True``.
 """
 import json
 import math
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .checks import check_int
-from .config import CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
+from .config import CROP_PCT, IMAGENET_MEAN, IMAGENET_STD, IN_MEMORY_LIMIT_MB
 # what mindspore.dataset.vision.Decode reads (GIF and WebP need PIL there, so they are not used)
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff")
 AUTO_AUGMENT_POLICIES = ("randaug", "autoaug", "3a", "trivialaugwide", "augmix")  # mindcv's policy name prefixes
@@ -160,21 +162,17 @@ def find_bad_images(paths, num_workers=2, decode=True):
 
     from .runtime import progress_bar
 
-    def stamp(path):
-        st = os.stat(path)
-        return st.st_mtime_ns, st.st_size
-
     todo = []
     for path in paths:
         cached = _checked.get((path, decode))
-        if cached is None or cached[0] != stamp(path):
+        if cached is None or cached[0] != _file_stamp(path):
             todo.append(path)
     if todo:
         with ThreadPoolExecutor(max(1, num_workers)) as pool:  # PIL releases the GIL while decoding
             problems = list(progress_bar(pool.map(partial(_image_problem, decode=decode), todo), total=len(todo),
                                  desc="checking images" if decode else "checking image headers", unit="img"))
         for path, problem in zip(todo, problems):
-            _checked[(path, decode)] = (stamp(path), problem)
+            _checked[(path, decode)] = (_file_stamp(path), problem)
     return [(path, _checked[(path, decode)][1]) for path in paths if _checked[(path, decode)][1] is not None]
 
 
@@ -208,8 +206,13 @@ def val_transforms(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
 
 def train_transforms(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_scale=(0.08, 1.0), hflip=0.5,
                      auto_augment=None):
-    """mindcv's ImageNet training transforms: decode + random resized crop, flip, [auto-augment], normalise, CHW."""
+    """mindcv's ImageNet training transforms: decode, random resized crop, flip, [auto-augment], normalise, CHW.
+
+    mindcv fuses the first two (RandomCropDecodeResize, which decodes only the crop and so differs from a crop of the
+    decoded image at its edges); here they are two ops, so that a folder decoded once in memory gives the same
+    crops as one decoded every epoch."""
     from mindcv.data import create_transforms
+    from mindspore.dataset import vision
 
     lo, hi = (float(s) for s in crop_scale)
     if not 0 < lo <= hi <= 1:
@@ -219,9 +222,16 @@ def train_transforms(image_size, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_scal
     if auto_augment is not None and not str(auto_augment).startswith(AUTO_AUGMENT_POLICIES):
         raise ValueError(f"auto_augment must be a mindcv policy name starting with one of {AUTO_AUGMENT_POLICIES} "
                          f"(e.g. 'randaug-m9-mstd0.5'), got {auto_augment!r}")
-    return create_transforms("imagenet", image_size, is_training=True, auto_augment=auto_augment, scale=(lo, hi),
-                             hflip=hflip, mean=_rgb_255(mean, "mean"), std=_rgb_255(std, "std"),
-                             interpolation="bilinear")
+    ops = create_transforms("imagenet", image_size, is_training=True, auto_augment=auto_augment, scale=(lo, hi),
+                            hflip=hflip, mean=_rgb_255(mean, "mean"), std=_rgb_255(std, "std"),
+                            interpolation="bilinear")
+    fused = ops[0]
+    if not isinstance(fused, vision.RandomCropDecodeResize):
+        raise RuntimeError(f"mindcv's training transforms changed: expected RandomCropDecodeResize first, got "
+                           f"{type(fused).__name__}")
+    crop = vision.RandomResizedCrop(fused.size, scale=fused.scale, ratio=fused.ratio,
+                                    interpolation=fused.interpolation, max_attempts=fused.max_attempts)
+    return [vision.Decode(), crop] + ops[1:]
 
 
 class _EncodedImages:
@@ -241,6 +251,83 @@ class _EncodedImages:
         return data, np.array(label, dtype=np.int32)
 
 
+class _DecodedImages:
+    """Random-access source of (decoded RGB pixels uint8 [H, W, 3], label), kept in memory."""
+
+    def __init__(self, samples, pixels):
+        self.samples, self.pixels = samples, pixels
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        return self.pixels[index], np.array(self.samples[index][1], dtype=np.int32)
+
+
+def _file_stamp(path):
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
+_decoded = {}  # path -> ((mtime_ns, size), pixels): each file decoded once per process, while it stays unchanged
+_streaming_said = set()  # folders already announced as streaming
+
+
+def decoded_size(paths, limit_bytes=None):
+    """(bytes of RGB uint8 pixels of ``paths`` once decoded, from the image headers, nothing decoded; the first path
+    whose header cannot be read, or None). With ``limit_bytes`` the count stops as soon as it is exceeded (a large
+    folder is not read to its end)."""
+    from PIL import Image
+
+    total = 0
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except Exception:  # PIL raises many types; only check_images=False lets such a file through
+            return total, path
+        total += width * height * 3
+        if limit_bytes is not None and total > limit_bytes:
+            break
+    return total, None
+
+
+def decode_images(paths, num_workers=2):
+    """[uint8 [H, W, 3]] for ``paths``, decoded by MindSpore's Decode in a pipeline (with a tqdm bar) and kept for
+    the process: a later call decodes only the files that are new or changed."""
+    import mindspore.dataset as ds
+    from mindspore.dataset import vision
+
+    from .runtime import progress_bar
+
+    todo = [path for path in paths if path not in _decoded or _decoded[path][0] != _file_stamp(path)]
+    if todo:
+        source = ds.GeneratorDataset(_EncodedImages([(path, 0) for path in todo]), ["image", "label"], shuffle=False,
+                                     num_parallel_workers=1, python_multiprocessing=False)
+        source = source.map(vision.Decode(), "image", num_parallel_workers=max(1, num_workers))
+        rows = source.create_tuple_iterator(num_epochs=1, output_numpy=True)
+        for index, (pixels, _) in enumerate(progress_bar(rows, total=len(todo), desc="decoding images", unit="img")):
+            _decoded[todo[index]] = (_file_stamp(todo[index]), pixels)
+    return [_decoded[path][1] for path in paths]
+
+
+def _fits_in_memory(samples, where, in_memory, limit_mb):
+    """Whether to decode ``samples`` into memory: ``in_memory`` True/False, or None for "when the decoded pixels
+    fit in ``limit_mb``" (a folder that does not is announced once per process, then streams)."""
+    if in_memory is not None:
+        return bool(in_memory)
+    limit = limit_mb * (1 << 20)
+    size, unreadable = decoded_size([path for path, _ in samples], limit)
+    if size <= limit and unreadable is None:
+        return True
+    if str(where) not in _streaming_said:
+        _streaming_said.add(str(where))
+        why = (f"the header of {unreadable} cannot be read" if unreadable else
+               f"its decoded images take more than {limit_mb:g} MB, the in-memory limit")
+        print(f"{where}: {why}; the images are read and decoded from disk every epoch")
+    return False
+
+
 @dataclass
 class FolderData:
     """A batched pipeline over one split of an image folder, with what describes it."""
@@ -252,6 +339,7 @@ class FolderData:
     batch_size: int
     drop_remainder: bool
     skipped: list = field(default_factory=list)  # paths of files that did not decode
+    in_memory: bool = False  # decoded once and augmented from memory (else read and decoded every epoch)
 
     @property
     def steps_per_epoch(self):
@@ -261,7 +349,7 @@ class FolderData:
 def create_dataset(root, split="train", image_size=224, batch_size=32, training=None, mean=IMAGENET_MEAN,
                    std=IMAGENET_STD, crop_scale=(0.08, 1.0), hflip=0.5, auto_augment=None, mixup=0.0, num_classes=None,
                    num_workers=2, seed=0, shuffle=None, num_shards=None, shard_id=None, drop_remainder=None,
-                   strict=False, check_images=True):
+                   strict=False, check_images=True, in_memory=None, memory_limit_mb=IN_MEMORY_LIMIT_MB):
     """A MindSpore pipeline over ROOT/split/<class>/<image> (see the module docstring for the layout).
 
     training (default: split == "train") picks the transforms: mindcv's random resized crop with scale
@@ -280,6 +368,9 @@ def create_dataset(root, split="train", image_size=224, batch_size=32, training=
     skipped with a warning naming them and listed in ``.skipped``, or, with ``strict=True``, raise ValueError.
     ``check_images=True`` decodes each file once (about 1 ms per ImageNet JPEG per worker); False only reads the
     headers, for large datasets known to be clean: a truncated JPEG then decodes silently with grey rows.
+
+    ``in_memory`` (default None: when the split's decoded pixels fit in ``memory_limit_mb``) decodes every file once
+    per process and augments the kept pixels each epoch; False streams from disk. Both give the same batches.
     """
     import mindspore as ms
     import mindspore.dataset as ds
@@ -330,12 +421,17 @@ def create_dataset(root, split="train", image_size=224, batch_size=32, training=
     elif check_int(num_classes, "num_classes") < len(classes):
         raise ValueError(f"num_classes={num_classes} is smaller than the {len(classes)} class folders")
 
+    in_memory = _fits_in_memory(samples, Path(root) / split, in_memory, memory_limit_mb)
+    if in_memory:  # the pixels Decode would give, so the pipeline starts after it
+        source, ops = _DecodedImages(samples, decode_images([path for path, _ in samples], num_workers)), ops[1:]
+    else:
+        source = _EncodedImages(samples)
+
     ds.config.set_seed(int(seed))
     # one reader thread: reading bytes is cheap, and MindSpore 2.10 crashes more often when a multi-threaded Python
     # source raises; decoding, the expensive part, runs in parallel in the map
-    dataset = ds.GeneratorDataset(_EncodedImages(samples), ["image", "label"], shuffle=shuffle,
-                                  num_shards=num_shards, shard_id=shard_id, num_parallel_workers=1,
-                                  python_multiprocessing=False)
+    dataset = ds.GeneratorDataset(source, ["image", "label"], shuffle=shuffle, num_shards=num_shards,
+                                  shard_id=shard_id, num_parallel_workers=1, python_multiprocessing=False)
     dataset = dataset.map(ops, "image", num_parallel_workers=num_workers)
     if mixup > 0:
         dataset = dataset.map([transforms.OneHot(num_classes), transforms.TypeCast(ms.float32)], "label")
@@ -343,7 +439,8 @@ def create_dataset(root, split="train", image_size=224, batch_size=32, training=
     if mixup > 0:
         dataset = dataset.map(vision.MixUpBatch(float(mixup)), ["image", "label"])
     return FolderData(dataset=dataset, classes=classes, class_names=class_names_for(classes), samples=samples,
-                      num_samples=num_samples, batch_size=batch_size, drop_remainder=drop_remainder, skipped=skipped)
+                      num_samples=num_samples, batch_size=batch_size, drop_remainder=drop_remainder, skipped=skipped,
+                      in_memory=in_memory)
 
 
 def load_image(image, image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD):

@@ -140,7 +140,7 @@ def _train_data(cfg, epoch, mean, std, rank, world_size):
                           std=std, crop_scale=cfg.crop_scale, hflip=cfg.hflip, auto_augment=cfg.auto_augment,
                           mixup=cfg.mixup, num_workers=cfg.num_workers, seed=cfg.seed + epoch,
                           num_shards=world_size if sharded else None, shard_id=rank if sharded else None,
-                          strict=cfg.strict_data)
+                          strict=cfg.strict_data, in_memory=False if cfg.stream_data else None)
 
 
 def _model_overrides(cfg, num_classes):
@@ -167,7 +167,8 @@ def build_run(cfg: TrainConfig):
     classes = list_classes(cfg.data)
     model = create_model(cfg.model, pretrained=cfg.pretrained, **_model_overrides(cfg, len(classes)))
     val_data = create_dataset(cfg.data, "val", image_size=cfg.image_size, batch_size=cfg.batch_size, mean=model.mean,
-                              std=model.std, num_workers=cfg.num_workers, strict=cfg.strict_data)
+                              std=model.std, num_workers=cfg.num_workers, strict=cfg.strict_data,
+                              in_memory=False if cfg.stream_data else None)
     train_data = _train_data(cfg, 0, model.mean, model.std, rank, world_size)
     steps_per_epoch = train_data.dataset.get_dataset_size()
     if steps_per_epoch == 0:
@@ -232,6 +233,13 @@ def resume(run):
     return done, history
 
 
+def read_back_interval(run):
+    """Steps between loss read-backs. On the CPU every step's loss is read before the next step starts: a step
+    launched while the previous one still runs competes with it for the cores (1.4x slower measured on 2 cores,
+    docs/performance.md). On a card, launching ahead hides the host's work, so losses are read every log_interval."""
+    return 1 if run.device == "CPU" else run.cfg.log_interval
+
+
 def train_one_epoch(run, epoch, resumed=False):
     """One pass over the training data; returns (mean training loss, seconds)."""
     cfg = run.cfg
@@ -239,6 +247,7 @@ def train_one_epoch(run, epoch, resumed=False):
     start, loss_sum, loss_count = time.time(), 0.0, 0
     bar = progress_bar(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not run.is_main)
     pending = []  # losses not yet read back from the device (each read is a host sync)
+    interval = read_back_interval(run)
     drop_path = run.model.config["drop_path_rate"] > 0
     for step, (images, labels) in enumerate(run.train_data(epoch).dataset.create_tuple_iterator(num_epochs=1)):
         if drop_path:
@@ -247,7 +256,7 @@ def train_one_epoch(run, epoch, resumed=False):
             pending.append(run.train_step(images, labels, noise))
         else:
             pending.append(run.train_step(images, labels))
-        if len(pending) == cfg.log_interval or step == run.steps_per_epoch - 1:
+        if len(pending) == interval or step == run.steps_per_epoch - 1:
             values, pending = [float(to_numpy(v)) for v in pending], []
             if not all(math.isfinite(v) for v in values):
                 bar.close()
@@ -258,7 +267,7 @@ def train_one_epoch(run, epoch, resumed=False):
             loss_sum, loss_count = loss_sum + sum(values), loss_count + len(values)
             seen = (step + 1) * run.global_batch
             bar.set_postfix(loss=f"{values[-1]:.4f}", lr=f"{run.lr_schedule[epoch * run.steps_per_epoch + step]:.2e}",
-                            img_s=f"{seen / (time.time() - start):.1f}")
+                            img_s=f"{seen / (time.time() - start):.1f}", refresh=False)  # drawn by the next update
         bar.update(1)
     bar.close()
     return loss_sum / max(loss_count, 1), time.time() - start
