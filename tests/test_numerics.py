@@ -1,8 +1,7 @@
 """Numerics unchanged by refactoring: the demo model, trained one epoch with a fixed seed on CPU with vit_ms's CPU
-kernels, ends with bit-identical weights to those recorded. The first record (commit 7fa6939) held through the
-package's redesign; it was re-recorded when the sample data and the demo recipe changed, when the exact-GELU
-kernel was vectorized, when attention and the LayerNorm forward pass became C++ kernels (2026-12-02), and when
-AdamW's update and the bias gradients changed kernels (2026-12-02, fourth session)."""
+kernels, ends with bit-identical weights to those recorded for this kind of machine. A change that is meant to change
+the numbers (the sample data, the recipe, a kernel's arithmetic, the augmentation ops) records the hash again, with
+the script below, on each machine it can; a machine with no record skips the test."""
 import os
 import platform
 import subprocess
@@ -14,13 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # SHA-256 of the trained weights (names and float32 bytes, sorted by name), per machine: float32 results depend on
-# the CPU's instruction set and on MindSpore's kernels. Recorded with the script below on the old code, then re-run.
+# the CPU's instruction set and on MindSpore's kernels. Recorded with SCRIPT on each machine.
 RECORDED = {
-    ("x86_64", "AMD EPYC", True, "2.10.0"): "1636f3c3930e5fd2a20d4f6b7e0f05a7a25e4b729887488e26cd2757425304df",
-    # measured 2026-12-03 after DropPath took its numbers from the (seed, step) stream: the demo recipe trains
-    # without drop-path, so its weights did not change
-    ("x86_64", "Intel(R) Xeon(R) Processor", True, "2.10.0"):
-        "1636f3c3930e5fd2a20d4f6b7e0f05a7a25e4b729887488e26cd2757425304df",
+    ("x86_64", "AMD EPYC", False, "2.10.0"): "b391360a7fa71a1565310e909ede78c0e9cd92621369a65790e3086f5cad3b5d",
 }
 
 SCRIPT = """

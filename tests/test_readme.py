@@ -110,6 +110,7 @@ def scaled(command, server, port=None):
         ("python -m vit_ms download dataset", f"--url {server.url('/notebook/datasets/vit_imagenet_dataset.zip')}"),
         ("python -m vit_ms download checkpoint", f"--url {server.url('/vision/vit_b_16_224.ckpt')}"),
         ("python -m vit_ms build-subset", "--classes 3 --train-per-class 2 --val-per-class 1"),
+        ("python -m vit_ms bench --recipe", "--steps 1 --warmup 0"),  # one epoch of the recipe's data
         ("python -m vit_ms bench", SMALL_BENCH),
         ("python -m vit_ms.kernels.bench", "--batch-size 1 --runs 1"),
         ("python -m vit_ms.kernels.profile",
