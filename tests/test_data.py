@@ -298,3 +298,23 @@ def test_decoded_images_are_kept_and_a_changed_file_is_decoded_again(tmp_path, m
     os.utime(paths[0], ns=(1, 1))  # a different time stamp, whatever the file system's resolution
     again = data_module.decode_images(paths)
     assert again[0] is not first[0] and (again[0] == 7).all() and again[1] is first[1]
+
+
+def test_images_of_other_folders_are_dropped_when_the_memory_limit_would_be_exceeded(tmp_path, monkeypatch):
+    import vit_ms.data as data_module
+
+    _fresh_decodes(monkeypatch)
+    make_folder(tmp_path / "a", "train", 2, classes=["apple"], extension=".png")
+    make_folder(tmp_path / "b", "train", 2, classes=["apple"], extension=".png")
+    first = sorted(str(p) for p in (tmp_path / "a" / "train" / "apple").iterdir())
+    second = sorted(str(p) for p in (tmp_path / "b" / "train" / "apple").iterdir())
+    one_folder_mb = 2 * 40 * 48 * 3 / (1 << 20)
+    data_module.decode_images(first, keep_mb=one_folder_mb * 3)
+    data_module.decode_images(second, keep_mb=one_folder_mb * 3)
+    assert set(data_module._decoded) == set(first + second)  # both fit: both kept
+    data_module.decode_images(first, keep_mb=one_folder_mb * 1.5)  # kept already: nothing to decode, nothing dropped
+    assert set(data_module._decoded) == set(first + second)
+    Image.fromarray(np.full((40, 48, 3), 9, np.uint8)).save(first[0])
+    os.utime(first[0], ns=(2, 2))
+    data_module.decode_images(first, keep_mb=one_folder_mb * 1.5)  # one to decode again: the other folder goes
+    assert set(data_module._decoded) == set(first)

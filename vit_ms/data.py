@@ -292,15 +292,21 @@ def decoded_size(paths, limit_bytes=None):
     return total, None
 
 
-def decode_images(paths, num_workers=2):
+def decode_images(paths, num_workers=2, keep_mb=IN_MEMORY_LIMIT_MB):
     """[uint8 [H, W, 3]] for ``paths``, decoded by MindSpore's Decode in a pipeline (with a tqdm bar) and kept for
-    the process: a later call decodes only the files that are new or changed."""
+    the process: a later call decodes only the files that are new or changed. Images of other paths are dropped
+    when keeping them too would take more than ``keep_mb``."""
     import mindspore.dataset as ds
     from mindspore.dataset import vision
 
     from .runtime import progress_bar
 
     todo = [path for path in paths if path not in _decoded or _decoded[path][0] != _file_stamp(path)]
+    wanted = set(paths)
+    kept = sum(pixels.nbytes for _, pixels in _decoded.values())
+    if todo and kept + decoded_size(todo)[0] > keep_mb * (1 << 20):
+        for path in [path for path in _decoded if path not in wanted]:
+            del _decoded[path]
     if todo:
         source = ds.GeneratorDataset(_EncodedImages([(path, 0) for path in todo]), ["image", "label"], shuffle=False,
                                      num_parallel_workers=1, python_multiprocessing=False)
@@ -423,7 +429,8 @@ def create_dataset(root, split="train", image_size=224, batch_size=32, training=
 
     in_memory = _fits_in_memory(samples, Path(root) / split, in_memory, memory_limit_mb)
     if in_memory:  # the pixels Decode would give, so the pipeline starts after it
-        source, ops = _DecodedImages(samples, decode_images([path for path, _ in samples], num_workers)), ops[1:]
+        pixels = decode_images([path for path, _ in samples], num_workers, memory_limit_mb)
+        source, ops = _DecodedImages(samples, pixels), ops[1:]
     else:
         source = _EncodedImages(samples)
 
