@@ -12,8 +12,9 @@ MINIMUM = (2, 0)
 TESTED = (("2.0.0", "3.9", "doctor, the smoke test, a compiled training step, notebooks 01 to 03 run to the end"),
           ("2.7.1", "3.9", "doctor, the smoke test, the fast tests, the five notebooks under nbval"),
           ("2.10.0", "3.11", "the full test suite"))
-# vit_ms's C++ CPU kernels (vit_ms.kernels) are used only on the minor versions they were tested on (2.7.1, 2.10.0);
-# elsewhere a model keeps MindSpore's layers (on 2.0 a compiled step with them fails MindSpore's Reshape check)
+# vit_ms's C++ CPU kernels (vit_ms.kernels) are used on MindSpore 2.7 to 2.10, the range whose ends they were tested
+# on (2.7.1, 2.10.0); elsewhere a model keeps MindSpore's layers (on 2.0 a compiled step with them fails MindSpore's
+# Reshape check)
 KERNELS_TESTED = ((2, 7), (2, 10))
 
 
