@@ -1,5 +1,6 @@
 """vit_ms.course: where the course files are looked for, and the notebooks' train-or-reuse model."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -130,3 +131,14 @@ def test_an_interrupted_notebook_model_run_is_resumed_and_says_so(tmp_path, monk
     expected = _weights(tmp_path / "straight" / "model.ckpt")
     for p in model.get_parameters():
         np.testing.assert_array_equal(p.asnumpy(), expected[p.name])
+
+
+def test_messages_show_the_repository_paths_relative_to_a_notebook(tmp_path, monkeypatch):
+    from vit_ms.runtime import shown_path
+
+    (tmp_path / "repo" / "notebooks").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "repo" / "notebooks")
+    assert shown_path(tmp_path / "repo" / "runs" / "notebook04") == os.path.join("..", "runs", "notebook04")
+    assert shown_path(tmp_path / "repo" / "notebooks" / "x.png") == "x.png"
+    elsewhere = tmp_path / "other" / "run"  # two folders up and more: as given
+    assert shown_path(elsewhere) == str(elsewhere)

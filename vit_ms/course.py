@@ -58,6 +58,7 @@ def notebook_model(root=".", device="auto", num_workers=2):
     """
     from .checkpoint import load_model
     from .config import TrainConfig
+    from .runtime import shown_path
     from .sample_data import make_sample_data
     from .train import train
 
@@ -73,7 +74,7 @@ def notebook_model(root=".", device="auto", num_workers=2):
             print(f"resuming the notebook recipe's training in {output}: it stopped after epoch "
                   f"{metrics['epochs']} of {recipe['epochs']}")
         else:
-            print(f"training the notebook recipe's model into {output} (it is not there yet)")
+            print(f"training the notebook recipe's model into {shown_path(output)} (it is not there yet)")
         metrics = train(config)
     model, classes = load_model(output / "model.ckpt")
     model.set_train(False)

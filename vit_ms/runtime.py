@@ -50,6 +50,17 @@ def process_env(name):
         return os.environ.get(name)
 
 
+def shown_path(path):
+    """``path`` as a message shows it: relative to the current folder when it lies there or one folder up (a
+    notebook runs in notebooks/, its files are in the repository beside it), else as given. Saved notebook outputs
+    then hold no machine's folder names."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # Windows: another drive
+        return str(path)
+    return relative if not relative.startswith(os.path.join("..", "..")) else str(path)
+
+
 def progress_bar(iterable=None, **kwargs):
     """tqdm's text bar on stderr, redrawn at most once a second.
 

@@ -24,7 +24,7 @@ from .device import set_device, to_numpy
 from .evaluate import evaluate_dataset, make_eval_step
 from .factory import create_model
 from .optim import GlobalNormClip, make_optimizer
-from .runtime import progress_bar
+from .runtime import progress_bar, shown_path
 from .weights import atomic_save
 
 __all__ = ["TrainConfig", "TrainingDiverged", "train"]
@@ -223,7 +223,7 @@ def resume(run):
     if missing:
         raise ValueError(f"{last} does not match this run's model/optimizer; missing: {missing[:10]}")
     if run.is_main:
-        print(f"resumed from {last} after epoch {done}")
+        print(f"resumed from {shown_path(last)} after epoch {done}")
         restarting = [flag for flag, on in (("--drop-rate", cfg.drop_rate > 0), ("--auto-augment", cfg.auto_augment))
                       if on]
         if restarting:  # DropPath, mixup, crops and flips resume exactly; these two streams cannot be restored
